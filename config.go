@@ -2,11 +2,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"image/color"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 // Config is the whole configuration of a Katana process. Keys keep the names of
@@ -118,11 +126,24 @@ type ProxyConfig struct {
 // LoggingConfig keeps the shape of the original's dictConfig: loggers by name
 // with a level and handler names, handlers by name.
 type LoggingConfig struct {
-	Version  int                      `toml:"version,omitempty"`
-	Format   string                   `toml:"format,omitempty"`
-	Level    string                   `toml:"level,omitempty"`
-	Loggers  map[string]LoggerConfig  `toml:"loggers,omitempty"`
-	Handlers map[string]HandlerConfig `toml:"handlers,omitempty"`
+	Version int `toml:"version,omitempty"`
+	// Format is "text" (default) or "json".
+	Format string `toml:"format,omitempty"`
+	// Level is the level of loggers not named in Loggers: "DEBUG", "INFO"
+	// (default), "WARNING", "ERROR".
+	Level string `toml:"level,omitempty"`
+	// DisableExistingLoggers is accepted for compatibility and ignored.
+	DisableExistingLoggers *bool                      `toml:"disable_existing_loggers,omitempty"`
+	Root                   *LoggerConfig              `toml:"root,omitempty"`
+	Loggers                map[string]LoggerConfig    `toml:"loggers,omitempty"`
+	Handlers               map[string]HandlerConfig   `toml:"handlers,omitempty"`
+	Formatters             map[string]FormatterConfig `toml:"formatters,omitempty"`
+}
+
+// FormatterConfig is accepted for compatibility; Format picks the output shape.
+type FormatterConfig struct {
+	Format  string `toml:"format,omitempty"`
+	Datefmt string `toml:"datefmt,omitempty"`
 }
 
 // LoggerConfig is one named logger, such as "katana.server".
@@ -133,17 +154,30 @@ type LoggerConfig struct {
 
 // HandlerConfig is one log destination: class "console" or "file".
 type HandlerConfig struct {
+	// Class is "console" or "file"; the Python names logging.StreamHandler,
+	// logging.FileHandler and logging.handlers.WatchedFileHandler also work.
 	Class     string `toml:"class,omitempty"`
 	Filename  string `toml:"filename,omitempty"`
+	Level     string `toml:"level,omitempty"`
+	Stream    string `toml:"stream,omitempty"`
 	Formatter string `toml:"formatter,omitempty"`
 }
 
 // Duration is a span of time written as seconds (300, 1.5) or as a Go
 // duration string ("1.5s", "10m").
-type Duration struct{ time.Duration }
+type Duration struct {
+	time.Duration
+	bad error // a value that did not parse, reported by validate with its key
+}
 
-// UnmarshalTOML accepts a number of seconds or a duration string.
+// UnmarshalTOML accepts a number of seconds or a duration string. A bad
+// value is kept for validate, so that every problem is reported at once.
 func (d *Duration) UnmarshalTOML(v any) error {
+	d.bad = d.unmarshal(v)
+	return nil
+}
+
+func (d *Duration) unmarshal(v any) error {
 	switch x := v.(type) {
 	case int64:
 		d.Duration = time.Duration(x) * time.Second
@@ -219,11 +253,11 @@ func defaultConfig() *Config {
 		CacheDir:            "./data",
 		CacheDirMaxUsage:    90,
 		CleanBatchSize:      100,
-		CleanEvery:          Duration{60 * time.Second},
+		CleanEvery:          Duration{Duration: 60 * time.Second},
 		NotFoundSource:      "./data/404.jpeg",
 		ChunkSize:           16 * 1024,
-		OriginFetchTimeout:  Duration{3 * time.Second},
-		OriginTimeout:       Duration{1 * time.Second},
+		OriginFetchTimeout:  Duration{Duration: 3 * time.Second},
+		OriginTimeout:       Duration{Duration: 1 * time.Second},
 		MaxSourceBytes:      50 << 20,
 		ThumbMaxWidth:       1920,
 		ThumbMaxHeight:      1080,
@@ -233,9 +267,388 @@ func defaultConfig() *Config {
 		MaxAnimationPixels:  100_000_000,
 		Background:          "white",
 		WebPMethod:          4,
-		ExternalExpires:     Duration{600 * time.Second},
-		CacheDefaultExpires: Duration{300 * time.Second},
+		ExternalExpires:     Duration{Duration: 600 * time.Second},
+		CacheDefaultExpires: Duration{Duration: 300 * time.Second},
 		AccelRedirectPath:   "/resized",
 		Logging:             LoggingConfig{Version: 1},
 	}
+}
+
+// defaultConfigTOML is the configuration used when no file is found. It proxies
+// any image path and resizes with the simple sample's grammar:
+// <path>.<jpg|jpeg|png|gif|webp>/resize-[W]x[H][-f][-qQ][-N].<jpeg|webp|png>
+const defaultConfigTOML = `
+cache_dir = "./data"
+
+[origins.default.localhost]
+ips = ["127.0.0.1"]
+headers = { Host = "localhost" }
+
+[[routing]]
+[routing.resize]
+url_re = '(?P<base>.+)\.(?P<ext>(?i:jpe?g|png|gif|webp))/resize-(?P<width>\d{1,4})?x(?P<height>\d{1,4})?(?P<fit>-f)?(?:-q(?P<quality>\d{1,3}))?(?P<version>-\d+)?\.(?P<thumb_ext>jpeg|jpg|webp|png)'
+origin_tmpl = "{base}.{ext}"
+cache_path_source = "{base}/source.{ext}"
+cache_path_resized = "{base}-{width}x{height}-{fit}-q{quality}{version}.{thumb_ext}"
+origin = "default"
+
+[routing.proxy]
+url_re = '(?P<base>.+)\.(?P<ext>(?i:jpe?g|png|gif|webp))'
+origin_tmpl = "{base}.{ext}"
+cache_path = "{base}/source.{ext}"
+origin = "default"
+`
+
+// deprecatedKeys no longer do anything; they are accepted with a warning so
+// that translated configs of the original keep loading.
+var deprecatedKeys = map[string]string{
+	"ipc_sock_path":             "the cleaner runs inside the server now",
+	"cleaner_db_path":           "the cleaner keeps its index in memory now",
+	"proxy_url_re":              "routes are set in routing",
+	"proxy_origin":              "routes are set in routing",
+	"proxy_cache_path":          "routes are set in routing",
+	"resize_url_re":             "routes are set in routing",
+	"resize_origin":             "routes are set in routing",
+	"resize_cache_path_source":  "routes are set in routing",
+	"resize_cache_path_resized": "routes are set in routing",
+	"origin_mapping":            "origins are set in origins",
+}
+
+// configSource says where a loaded config came from, for the startup log.
+type configSource struct {
+	Path     string   // file read, or "" for the embedded default
+	Warnings []string // deprecated keys and other non-fatal remarks
+}
+
+// findConfig returns the config path to use: the explicit one, else
+// ./katana.toml, else /etc/katana/katana.toml, else "" (the embedded default).
+func findConfig(explicit string) string {
+	if explicit != "" {
+		return explicit
+	}
+	for _, p := range []string{"katana.toml", "/etc/katana/katana.toml"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// loadConfig reads the file at path, or the embedded default when path is "".
+// The returned config has defaults applied and has passed validate.
+func loadConfig(path string) (*Config, configSource, error) {
+	return loadConfigWith(path, nil)
+}
+
+// loadConfigWith is loadConfig with a change applied before validation, such
+// as the --origin flag.
+func loadConfigWith(path string, adjust func(*Config)) (*Config, configSource, error) {
+	src := configSource{Path: path}
+	data := []byte(defaultConfigTOML)
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, src, fmt.Errorf("config: %w", err)
+		}
+		data = b
+	}
+	cfg, warnings, err := parseConfig(data, adjust)
+	src.Warnings = warnings
+	if err != nil {
+		name := path
+		if name == "" {
+			name = "embedded default"
+		}
+		return nil, src, fmt.Errorf("config %s: %w", name, err)
+	}
+	return cfg, src, nil
+}
+
+// parseConfig decodes TOML over the defaults and validates the result. Every
+// problem found is reported at once.
+func parseConfig(data []byte, adjust func(*Config)) (*Config, []string, error) {
+	cfg := defaultConfig()
+	md, err := toml.Decode(string(data), cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	var warnings []string
+	var errs []error
+	for _, k := range md.Undecoded() {
+		name := k.String()
+		if why, ok := deprecatedKeys[name]; ok {
+			warnings = append(warnings, fmt.Sprintf("key %s is ignored: %s", name, why))
+			continue
+		}
+		if len(k) > 1 && deprecatedKeys[k[0]] != "" {
+			continue // the inside of a deprecated table
+		}
+		errs = append(errs, fmt.Errorf("unknown key %s", name))
+	}
+
+	if !md.IsDefined("origins") {
+		cfg.Origins = defaultConfig().defaultOrigins()
+	}
+	if !md.IsDefined("routing") {
+		def, _, _ := parseDefaultRoutes()
+		cfg.Routing = def
+	}
+	if adjust != nil {
+		adjust(cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, warnings, errors.Join(errs...)
+	}
+	return cfg, warnings, nil
+}
+
+// defaultOrigins is the origin table of the embedded default.
+func (*Config) defaultOrigins() map[string]map[string]*ClusterConfig {
+	return map[string]map[string]*ClusterConfig{
+		"default": {"localhost": {
+			IPs:     []string{"127.0.0.1"},
+			Headers: map[string]string{"Host": "localhost"},
+		}},
+	}
+}
+
+// parseDefaultRoutes decodes the routes of the embedded default.
+func parseDefaultRoutes() ([]*RouteConfig, toml.MetaData, error) {
+	var c struct {
+		Routing []*RouteConfig `toml:"routing"`
+	}
+	md, err := toml.Decode(defaultConfigTOML, &c)
+	return c.Routing, md, err
+}
+
+// validate checks every setting and returns all problems joined, each naming
+// its key. Routes and origins are checked more deeply when the server is built.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.CacheDir == "" {
+		bad("cache_dir", "must not be empty")
+	}
+	if c.CacheDirMaxUsage <= 0 || c.CacheDirMaxUsage > 100 {
+		bad("cache_dir_max_usage", "%v is not a percentage in (0, 100]", c.CacheDirMaxUsage)
+	}
+	if c.CleanLowWater < 0 || (c.CleanLowWater != 0 && c.CleanLowWater >= c.CacheDirMaxUsage) {
+		bad("clean_low_water", "%v must be below cache_dir_max_usage (%v)",
+			c.CleanLowWater, c.CacheDirMaxUsage)
+	}
+	if c.CacheMaxBytes < 0 {
+		bad("cache_max_bytes", "%d is negative", c.CacheMaxBytes)
+	}
+	if c.CleanBatchSize < 1 {
+		bad("clean_batch_size", "%d must be at least 1", c.CleanBatchSize)
+	}
+	for key, d := range map[string]Duration{
+		"clean_every": c.CleanEvery, "origin_fetch_timeout": c.OriginFetchTimeout,
+		"origin_timeout": c.OriginTimeout, "external_expires": c.ExternalExpires,
+		"cache_default_expires": c.CacheDefaultExpires,
+	} {
+		if d.bad != nil {
+			bad(key, "%v", d.bad)
+		}
+	}
+	if c.CleanEvery.Duration <= 0 {
+		bad("clean_every", "must be positive")
+	}
+	if c.ChunkSize < 512 {
+		bad("chunk_size", "%d must be at least 512 bytes", c.ChunkSize)
+	}
+	if c.OriginFetchTimeout.Duration <= 0 {
+		bad("origin_fetch_timeout", "must be positive")
+	}
+	if c.OriginTimeout.Duration <= 0 {
+		bad("origin_timeout", "must be positive")
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	if c.MaxSourceBytes < 0 {
+		bad("max_source_bytes", "%d is negative", c.MaxSourceBytes)
+	}
+	if c.ThumbMaxWidth < 1 || c.ThumbMaxWidth > 16384 {
+		bad("thumb_max_width", "%d is not in [1, 16384]", c.ThumbMaxWidth)
+	}
+	if c.ThumbMaxHeight < 1 || c.ThumbMaxHeight > 16384 {
+		bad("thumb_max_height", "%d is not in [1, 16384]", c.ThumbMaxHeight)
+	}
+	if c.ThumbMaxQuality < 1 || c.ThumbMaxQuality > 100 {
+		bad("thumb_max_quality", "%d is not in [1, 100]", c.ThumbMaxQuality)
+	}
+	if c.ThumbDefaultQuality < 1 || c.ThumbDefaultQuality > 100 {
+		bad("thumb_default_quality", "%d is not in [1, 100]", c.ThumbDefaultQuality)
+	}
+	if c.MaxSourcePixels < 1 {
+		bad("max_source_pixels", "%d must be at least 1", c.MaxSourcePixels)
+	}
+	if c.MaxAnimationPixels < 1 {
+		bad("max_animation_pixels", "%d must be at least 1", c.MaxAnimationPixels)
+	}
+	if _, err := parseColor(c.Background); err != nil {
+		bad("background", "%v", err)
+	}
+	if c.WebPMethod < 0 || c.WebPMethod > 6 {
+		bad("webp_method", "%d is not in [0, 6]", c.WebPMethod)
+	}
+	if !strings.HasPrefix(c.AccelRedirectPath, "/") {
+		bad("accel_redirect_path", "%q must start with /", c.AccelRedirectPath)
+	}
+	if c.Proxy != "" {
+		if _, err := proxyURL(c.Proxy); err != nil {
+			bad("proxy", "%v", err)
+		}
+	}
+	if err := c.Logging.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, c.validateOrigins()...)
+	errs = append(errs, c.validateRoutes()...)
+	return errors.Join(errs...)
+}
+
+// proxyURL parses the proxy key: "host:port" or an http(s) URL.
+func proxyURL(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("%q is not host:port or an http(s) URL", s)
+	}
+	return u, nil
+}
+
+func (c *Config) validateOrigins() []error {
+	var errs []error
+	if len(c.Origins) == 0 {
+		errs = append(errs, fmt.Errorf("origins: no origin is defined"))
+	}
+	for _, name := range sortedKeys(c.Origins) {
+		clusters := c.Origins[name]
+		if len(clusters) == 0 {
+			errs = append(errs, fmt.Errorf("origins.%s: no cluster is defined", name))
+		}
+		for _, cn := range sortedKeys(clusters) {
+			if clusters[cn] == nil || len(clusters[cn].IPs) == 0 {
+				errs = append(errs, fmt.Errorf("origins.%s.%s.ips: no node is listed", name, cn))
+			}
+		}
+	}
+	return errs
+}
+
+func (c *Config) validateRoutes() []error {
+	var errs []error
+	if len(c.Routing) == 0 {
+		errs = append(errs, fmt.Errorf("routing: no route is defined, every request would be 404"))
+	}
+	for i, rc := range c.Routing {
+		key := fmt.Sprintf("routing[%d]", i)
+		if rc == nil || (rc.Resize == nil && rc.Proxy == nil) {
+			errs = append(errs, fmt.Errorf("%s: has neither resize nor proxy", key))
+			continue
+		}
+		if _, err := compileRoute(i, rc, c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+func (l *LoggingConfig) validate() error {
+	var errs []error
+	if l.Format != "" && l.Format != "text" && l.Format != "json" {
+		errs = append(errs, fmt.Errorf("logging.format: %q is not text or json", l.Format))
+	}
+	if _, err := parseLevel(l.Level); err != nil {
+		errs = append(errs, fmt.Errorf("logging.level: %w", err))
+	}
+	for _, name := range sortedKeys(l.Loggers) {
+		lc := l.Loggers[name]
+		if _, err := parseLevel(lc.Level); err != nil {
+			errs = append(errs, fmt.Errorf("logging.loggers.%s.level: %w", name, err))
+		}
+		for _, h := range lc.Handlers {
+			if _, ok := l.Handlers[h]; !ok {
+				errs = append(errs, fmt.Errorf("logging.loggers.%s.handlers: no handler %q", name, h))
+			}
+		}
+	}
+	for _, name := range sortedKeys(l.Handlers) {
+		h := l.Handlers[name]
+		switch handlerKind(h.Class) {
+		case "file":
+			if h.Filename == "" {
+				errs = append(errs, fmt.Errorf("logging.handlers.%s.filename: a file handler needs one", name))
+			}
+		case "console":
+		default:
+			errs = append(errs, fmt.Errorf("logging.handlers.%s.class: %q is not console or file", name, h.Class))
+		}
+		if _, err := parseLevel(h.Level); err != nil {
+			errs = append(errs, fmt.Errorf("logging.handlers.%s.level: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// handlerKind maps a handler class, in Go or Python spelling, to "console" or "file".
+func handlerKind(class string) string {
+	switch class {
+	case "", "console", "stream", "logging.StreamHandler":
+		return "console"
+	case "file", "logging.FileHandler", "logging.handlers.WatchedFileHandler",
+		"logging.handlers.RotatingFileHandler", "logging.handlers.TimedRotatingFileHandler":
+		return "file"
+	}
+	return ""
+}
+
+// parseLevel reads a Python or slog level name; "" is INFO.
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToUpper(s) {
+	case "", "INFO", "NOTSET":
+		return slog.LevelInfo, nil
+	case "DEBUG":
+		return slog.LevelDebug, nil
+	case "WARNING", "WARN":
+		return slog.LevelWarn, nil
+	case "ERROR", "CRITICAL", "FATAL":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not DEBUG, INFO, WARNING or ERROR", s)
+}
+
+// lowWater is the usage a cleaning pass brings the filesystem down to.
+func (c *Config) lowWater() float64 {
+	if c.CleanLowWater > 0 {
+		return c.CleanLowWater
+	}
+	return max(c.CacheDirMaxUsage-5, 0)
+}
+
+// dump writes the config as TOML that loads back to the same config.
+func (c *Config) dump(w io.Writer) error {
+	enc := toml.NewEncoder(w)
+	enc.Indent = ""
+	return enc.Encode(c)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

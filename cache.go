@@ -1,0 +1,322 @@
+// cache.go owns storage: cached files, their metadata sidecars, atomic writes.
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	// metaSuffix names the sidecar beside each cached file, as in the original.
+	metaSuffix = ".META"
+	// tempPrefix starts the name of a file being written; the cleaner leaves
+	// young ones alone and removes old ones as crash leftovers.
+	tempPrefix = ".tmp-"
+	// metaMagic starts the sidecar format of this version; the original's
+	// one-line format starts with "C|" and is read too.
+	metaMagic = "K1|"
+)
+
+// errStorage reports that the cache could not write (disk full, permissions);
+// the handler answers 503.
+var errStorage = errors.New("cache storage failed")
+
+// entry is the metadata of one cached file, kept in its sidecar.
+type entry struct {
+	Status       int       `json:"status"`
+	ContentType  string    `json:"content_type"`
+	ETag         string    `json:"etag,omitempty"`
+	LastModified string    `json:"last_modified,omitempty"`
+	Stored       time.Time `json:"stored"` // fetched or last revalidated
+	TTL          int64     `json:"ttl"`    // freshness lifetime in seconds
+	Size         int64     `json:"size"`   // of the data file
+	ModTime      int64     `json:"mtime"`  // of the data file, in ns: pairs sidecar and data
+	Source       string    `json:"source,omitempty"`
+
+	legacy bool // read from an original .META line
+}
+
+// lifetime is the entry's freshness lifetime as a duration.
+func (e *entry) lifetime() time.Duration { return time.Duration(e.TTL) * time.Second }
+
+// diskCache stores files under a directory. It holds no state of its own in
+// memory and is safe for concurrent use; writers never expose partial files.
+type diskCache struct {
+	dir   string
+	touch func(path string, size int64) // records accesses for the cleaner; may be nil
+}
+
+func newDiskCache(dir string) (*diskCache, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cache_dir %s: %w", dir, err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("cache_dir %s: %w", dir, err)
+	}
+	return &diskCache{dir: abs}, nil
+}
+
+// abs returns the file path of a cache-relative path.
+func (c *diskCache) abs(rel string) string { return filepath.Join(c.dir, filepath.FromSlash(rel)) }
+
+// lookup returns the entry stored at rel, or nil when there is none or when
+// the data file and the sidecar do not belong together (a crash between the
+// two renames, a manual deletion, an empty file).
+func (c *diskCache) lookup(rel string) *entry {
+	p := c.abs(rel)
+	b, err := os.ReadFile(p + metaSuffix)
+	if err != nil {
+		return nil
+	}
+	e, err := parseMeta(b)
+	if err != nil {
+		return nil
+	}
+	fi, err := os.Stat(p)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+		return nil
+	}
+	if e.legacy {
+		e.Size, e.ModTime = fi.Size(), fi.ModTime().UnixNano()
+		e.ContentType = sniffFile(p)
+	} else if fi.Size() != e.Size || fi.ModTime().UnixNano() != e.ModTime {
+		return nil
+	}
+	return e
+}
+
+// parseMeta reads a sidecar in this version's format or the original's
+// "C|timestamp|expires|last-modified|etag" line.
+func parseMeta(b []byte) (*entry, error) {
+	switch {
+	case bytes.HasPrefix(b, []byte(metaMagic)):
+		e := &entry{}
+		if err := json.Unmarshal(b[len(metaMagic):], e); err != nil {
+			return nil, fmt.Errorf("sidecar: %w", err)
+		}
+		if e.Status == 0 || e.Size <= 0 {
+			return nil, errors.New("sidecar: incomplete")
+		}
+		return e, nil
+	case bytes.HasPrefix(b, []byte("C|")):
+		return parseLegacyMeta(string(bytes.TrimSpace(b)))
+	}
+	return nil, errors.New("sidecar: unknown format")
+}
+
+// parseLegacyMeta reads the original's META line. The ETag comes last and may
+// itself contain "|" (spec B17), so only the first four separators split.
+func parseLegacyMeta(s string) (*entry, error) {
+	parts := strings.SplitN(s, "|", 5)
+	if len(parts) != 5 {
+		return nil, errors.New("sidecar: legacy line has too few fields")
+	}
+	ts, err1 := strconv.ParseInt(parts[1], 10, 64)
+	ttl, err2 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || ttl < 0 {
+		return nil, errors.New("sidecar: legacy timestamp or expiry is not a number")
+	}
+	return &entry{
+		Status:       200,
+		Stored:       time.Unix(ts, 0),
+		TTL:          ttl,
+		LastModified: parts[3],
+		ETag:         parts[4],
+		legacy:       true,
+	}, nil
+}
+
+// writeMeta writes the sidecar of rel atomically.
+func (c *diskCache) writeMeta(rel string, e *entry) error {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	p := c.abs(rel)
+	return writeAtomic(p+metaSuffix, append([]byte(metaMagic), b...))
+}
+
+// pending is a cache file being written. Commit makes it visible; Abort
+// removes it. Exactly one of them must be called.
+type pending struct {
+	*os.File
+	c   *diskCache
+	rel string
+}
+
+// create starts writing the file for rel. It is written in the cache's own
+// temporary directory, on the same filesystem, so that a fetch that fails
+// leaves no directory behind (the original made one for every 404, spec B20).
+func (c *diskCache) create(rel string) (*pending, error) {
+	f, err := os.CreateTemp(c.tmpDir(), tempPrefix+"*")
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(c.tmpDir(), 0o755); err == nil {
+			f, err = os.CreateTemp(c.tmpDir(), tempPrefix+"*")
+		}
+	}
+	if err != nil {
+		return nil, storageError(err)
+	}
+	return &pending{File: f, c: c, rel: rel}, nil
+}
+
+// tmpDir holds files being written.
+func (c *diskCache) tmpDir() string { return filepath.Join(c.dir, reservedDir, "tmp") }
+
+// Abort discards the file.
+func (p *pending) Abort() {
+	p.File.Close()
+	os.Remove(p.File.Name())
+}
+
+// Commit renames the data into place, then its sidecar. A reader between the
+// two renames, or after a crash between them, sees a sidecar that does not
+// match the data (size and mtime) and treats the entry as missing.
+func (p *pending) Commit(e *entry) (*entry, error) {
+	fi, err := p.File.Stat()
+	if err != nil {
+		p.Abort()
+		return nil, storageError(err)
+	}
+	if err := p.File.Close(); err != nil {
+		os.Remove(p.File.Name())
+		return nil, storageError(err)
+	}
+	e.Size, e.ModTime = fi.Size(), fi.ModTime().UnixNano()
+	dst := p.c.abs(p.rel)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		os.Remove(p.File.Name())
+		return nil, storageError(err)
+	}
+	if err := os.Rename(p.File.Name(), dst); err != nil {
+		os.Remove(p.File.Name())
+		return nil, storageError(err)
+	}
+	if err := p.c.writeMeta(p.rel, e); err != nil {
+		return nil, storageError(err)
+	}
+	if p.c.touch != nil {
+		p.c.touch(dst, e.Size)
+	}
+	return e, nil
+}
+
+// storeBytes writes data as the file for rel with metadata e.
+func (c *diskCache) storeBytes(rel string, e *entry, data []byte) (*entry, error) {
+	p, err := c.create(rel)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.Write(data); err != nil {
+		p.Abort()
+		return nil, storageError(err)
+	}
+	return p.Commit(e)
+}
+
+// open opens the data file of rel for reading and records the access.
+func (c *diskCache) open(rel string) (*os.File, error) {
+	p := c.abs(rel)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	if c.touch != nil {
+		if fi, err := f.Stat(); err == nil {
+			c.touch(p, fi.Size())
+		}
+	}
+	return f, nil
+}
+
+// writeAtomic writes a small file through a temporary file and a rename.
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), tempPrefix+"*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// storageError marks a write failure so the handler can answer 503.
+func storageError(err error) error {
+	return fmt.Errorf("%w: %w", errStorage, err)
+}
+
+// isDiskFull reports whether err means the disk or its inodes are exhausted.
+func isDiskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// sniffFile names the content type of a file from its first bytes.
+func sniffFile(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "application/octet-stream"
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(f, head)
+	return contentType(head[:n], "")
+}
+
+// contentType names bytes: the image format sniffed from the content first,
+// then the origin's Content-Type, then Go's content sniffing.
+func contentType(head []byte, fromOrigin string) string {
+	if f := sniffFormat(head); f != "" {
+		return "image/" + f
+	}
+	if fromOrigin != "" {
+		return fromOrigin
+	}
+	return http.DetectContentType(head)
+}
+
+// hashFile returns a strong validator for the file's content.
+func hashFile(f *os.File) (string, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return `"` + hex.EncodeToString(h.Sum(nil)[:12]) + `"`, nil
+}
+
+// variantETag derives a strong ETag for a variant from its source's
+// validator and the variant's cache key, so each variant has its own.
+func variantETag(source, key string) string {
+	h := sha256.Sum256([]byte(source + "\x00" + key))
+	return `"` + hex.EncodeToString(h[:12]) + `"`
+}
+
+// exists reports whether a regular file is at path.
+func exists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}

@@ -1,0 +1,159 @@
+// log.go builds the slog loggers that the logging table of the config describes.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+)
+
+// logging owns the log destinations of a config: the console and any files.
+// It is safe for concurrent use.
+type logging struct {
+	cfg    LoggingConfig
+	stderr io.Writer
+	mu     sync.Mutex // guards files
+	files  map[string]*os.File
+}
+
+// newLogging opens the destinations of cfg. Console output goes to stderr.
+func newLogging(cfg LoggingConfig, stderr io.Writer) (*logging, error) {
+	l := &logging{cfg: cfg, stderr: stderr, files: map[string]*os.File{}}
+	for _, name := range sortedKeys(cfg.Handlers) {
+		h := cfg.Handlers[name]
+		if handlerKind(h.Class) != "file" {
+			continue
+		}
+		if _, err := l.file(h.Filename); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("logging.handlers.%s: %w", name, err)
+		}
+	}
+	return l, nil
+}
+
+func (l *logging) file(name string) (*os.File, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if f, ok := l.files[name]; ok {
+		return f, nil
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	l.files[name] = f
+	return f, nil
+}
+
+// Close closes the log files.
+func (l *logging) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, f := range l.files {
+		f.Close()
+	}
+}
+
+// logger returns the logger called name ("katana.server", ...). Its level and
+// destinations come from the most specific entry of loggers: the name itself,
+// then its dotted parents, then root, then the top-level level on stderr.
+func (l *logging) logger(name string) *slog.Logger {
+	lc, ok := l.lookup(name)
+	level, _ := parseLevel(l.cfg.Level)
+	if ok && lc.Level != "" {
+		level, _ = parseLevel(lc.Level)
+	}
+	var hs []slog.Handler
+	for _, hn := range lc.Handlers {
+		hc := l.cfg.Handlers[hn]
+		hlevel := level
+		if hc.Level != "" {
+			hl, _ := parseLevel(hc.Level)
+			hlevel = max(hl, level)
+		}
+		w := l.stderr
+		if handlerKind(hc.Class) == "file" {
+			if f, err := l.file(hc.Filename); err == nil {
+				w = f
+			}
+		} else if strings.Contains(hc.Stream, "stdout") {
+			w = os.Stdout
+		}
+		hs = append(hs, l.handler(w, hlevel))
+	}
+	if len(hs) == 0 {
+		hs = append(hs, l.handler(l.stderr, level))
+	}
+	var h slog.Handler = hs[0]
+	if len(hs) > 1 {
+		h = fanout(hs)
+	}
+	return slog.New(h).With("logger", name)
+}
+
+func (l *logging) lookup(name string) (LoggerConfig, bool) {
+	for n := name; n != ""; {
+		if lc, ok := l.cfg.Loggers[n]; ok {
+			return lc, true
+		}
+		i := strings.LastIndexByte(n, '.')
+		if i < 0 {
+			break
+		}
+		n = n[:i]
+	}
+	if l.cfg.Root != nil {
+		return *l.cfg.Root, true
+	}
+	return LoggerConfig{}, false
+}
+
+func (l *logging) handler(w io.Writer, level slog.Level) slog.Handler {
+	opt := &slog.HandlerOptions{Level: level}
+	if l.cfg.Format == "json" {
+		return slog.NewJSONHandler(w, opt)
+	}
+	return slog.NewTextHandler(w, opt)
+}
+
+// fanout sends each record to several handlers.
+type fanout []slog.Handler
+
+func (f fanout) Enabled(ctx context.Context, level slog.Level) bool {
+	for _, h := range f {
+		if h.Enabled(ctx, level) {
+			return true
+		}
+	}
+	return false
+}
+
+func (f fanout) Handle(ctx context.Context, r slog.Record) error {
+	for _, h := range f {
+		if h.Enabled(ctx, r.Level) {
+			h.Handle(ctx, r.Clone())
+		}
+	}
+	return nil
+}
+
+func (f fanout) WithAttrs(attrs []slog.Attr) slog.Handler {
+	out := make(fanout, len(f))
+	for i, h := range f {
+		out[i] = h.WithAttrs(attrs)
+	}
+	return out
+}
+
+func (f fanout) WithGroup(name string) slog.Handler {
+	out := make(fanout, len(f))
+	for i, h := range f {
+		out[i] = h.WithGroup(name)
+	}
+	return out
+}

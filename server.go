@@ -1,0 +1,653 @@
+// server.go is the HTTP handler: it routes a request, gets the file from the
+// cache or the origin, makes the variant, and answers with caching headers.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "2.0.0-dev"
+
+// errInternal marks a bug: a recovered panic or an impossible state.
+var errInternal = errors.New("internal error")
+
+// placeholderMaxAge is what clients may cache a placeholder answer for.
+const placeholderMaxAge = 60 * time.Second
+
+// reservedDir holds files the cache makes for itself, such as resized
+// placeholders; no route can render a path into it.
+const reservedDir = ".katana"
+
+// server answers requests. It is built once from a Config and is safe for
+// concurrent use.
+type server struct {
+	cfg     *Config
+	log     *slog.Logger
+	router  *router
+	cache   *diskCache
+	origins map[string]*Origin
+	flights flightGroup
+	work    *semaphore.Weighted // bounds concurrent image work
+	bg      imageOptions        // config-wide image settings
+	now     func() time.Time
+	stats   serverStats
+}
+
+// serverStats counts the hot path; read with Load.
+type serverStats struct {
+	fetches atomic.Int64 // origin fetches started
+	resizes atomic.Int64 // variants made
+}
+
+// newServer builds the handler from a validated config.
+func newServer(cfg *Config, log *slog.Logger) (*server, error) {
+	rt, err := newRouter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newDiskCache(cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	bg, err := parseColor(cfg.Background)
+	if err != nil {
+		return nil, fmt.Errorf("background: %w", err)
+	}
+	s := &server{
+		cfg:     cfg,
+		log:     log,
+		router:  rt,
+		cache:   c,
+		origins: map[string]*Origin{},
+		work:    semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))),
+		bg: imageOptions{
+			Background:         bg,
+			WebPMethod:         cfg.WebPMethod,
+			MaxSourcePixels:    cfg.MaxSourcePixels,
+			MaxAnimationPixels: cfg.MaxAnimationPixels,
+		},
+		now: time.Now,
+	}
+	var errs []error
+	for _, name := range sortedKeys(cfg.Origins) {
+		o, err := newOrigin(name, cfg.Origins[name], s.originOptions())
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.origins[name] = o
+	}
+	if len(errs) > 0 {
+		s.Close()
+		return nil, errors.Join(errs...)
+	}
+	return s, nil
+}
+
+func (s *server) originOptions() originOptions {
+	return originOptions{
+		ProbeTimeout: s.cfg.OriginTimeout.Duration,
+		FetchTimeout: s.cfg.OriginFetchTimeout.Duration,
+		MaxBodyBytes: s.cfg.MaxSourceBytes,
+		Proxy:        s.cfg.Proxy,
+		UserAgent:    "Katana/" + version,
+		Logger:       s.log,
+	}
+}
+
+// Close releases the origins' connections and goroutines.
+func (s *server) Close() {
+	for _, o := range s.origins {
+		o.Close()
+	}
+}
+
+// result is a file ready to be served.
+type result struct {
+	file        string // absolute path of the data file
+	rel         string // path relative to cache_dir; "" when outside it
+	e           *entry // metadata of the file
+	fresh       *entry // entry whose freshness the answer advertises
+	cache       string // hit, miss, coalesced, stale, revalidated
+	placeholder bool
+}
+
+// ServeHTTP routes the request, gets the file and answers.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	lw := &logWriter{ResponseWriter: w, status: http.StatusOK}
+	var res *result
+	var m *routeMatch
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic serving request", "path", r.URL.Path, "panic", p)
+			if !lw.wrote {
+				s.fail(lw, r, fmt.Errorf("%w: %v", errInternal, p))
+			}
+		}
+		s.logRequest(r, lw, start, m, res)
+	}()
+
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.fail(lw, r, errMethod)
+		return
+	}
+	m, err := s.router.match(r.URL.Path, r.URL.RawPath)
+	if err != nil {
+		s.fail(lw, r, err)
+		return
+	}
+	s.log.Debug("route matched", "path", r.URL.Path, "route", m.action.key,
+		"groups", m.groups, "origin_path", m.originPath, "source", m.sourcePath,
+		"variant", m.variantPath)
+
+	res, err = s.get(r.Context(), m)
+	if errors.Is(err, errNotFound) && s.cfg.NotFoundAs200 {
+		res, err = s.placeholder(r.Context(), m)
+	}
+	if err != nil {
+		s.fail(lw, r, err)
+		return
+	}
+	s.serve(lw, r, res, start)
+}
+
+var errMethod = errors.New("method not allowed")
+
+// get returns the file a matched request asks for.
+func (s *server) get(ctx context.Context, m *routeMatch) (*result, error) {
+	src, err := s.source(ctx, m)
+	if err != nil || m.action.kind == actionProxy {
+		return src, err
+	}
+	return s.variant(ctx, m, src)
+}
+
+// source returns the source file of m from the cache, fetching or
+// revalidating it from the origin when needed. Concurrent misses share one
+// fetch; the cache is checked again inside the flight.
+func (s *server) source(ctx context.Context, m *routeMatch) (*result, error) {
+	rel := m.sourcePath
+	res := &result{file: s.cache.abs(rel), rel: rel, cache: "hit"}
+	if e := s.cache.lookup(rel); e != nil && s.isFresh(e) {
+		res.e, res.fresh = e, e
+		return res, nil
+	}
+	v, shared, err := s.flights.do(ctx, "source:"+rel, func(ctx context.Context) (any, error) {
+		old := s.cache.lookup(rel)
+		if old != nil && s.isFresh(old) {
+			return &fetched{e: old, how: "hit"}, nil
+		}
+		return s.fetch(ctx, m, old)
+	})
+	if err != nil {
+		return nil, err
+	}
+	f := v.(*fetched)
+	res.e, res.fresh, res.cache = f.e, f.e, f.how
+	if shared && f.how == "miss" {
+		res.cache = "coalesced"
+	}
+	return res, nil
+}
+
+// fetched is the outcome of one flight for a source.
+type fetched struct {
+	e   *entry
+	how string // miss, revalidated, stale, hit
+}
+
+// fetch gets rel from the origin into the cache. old is the stale entry, if
+// any: its validators make the request conditional, and it is served when
+// the origin fails (the original answered 404 then, spec B8).
+func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched, error) {
+	rel := m.sourcePath
+	o := s.origins[m.action.origin]
+	p, err := s.cache.create(rel)
+	if err != nil {
+		return s.staleOr(old, rel, err)
+	}
+	var v validators
+	if old != nil {
+		v = validators{ETag: old.ETag, LastModified: old.LastModified}
+	}
+	s.stats.fetches.Add(1)
+	resp, err := o.Fetch(ctx, m.originPath, v, p)
+	if err != nil {
+		p.Abort()
+		if errors.Is(err, errNotFound) || ctx.Err() != nil {
+			return nil, err
+		}
+		return s.staleOr(old, rel, err)
+	}
+
+	now := s.now()
+	if resp.Status == http.StatusNotModified {
+		p.Abort()
+		if old == nil {
+			return nil, fmt.Errorf("%w: 304 to an unconditional request from %s",
+				errOriginFailed, resp.Node)
+		}
+		old.Stored, old.TTL = now, s.lifetime(resp.Header, now)
+		if etag := resp.Header.Get("ETag"); etag != "" {
+			old.ETag = etag
+		}
+		if err := s.cache.writeMeta(rel, old); err != nil {
+			return nil, storageError(err)
+		}
+		return &fetched{e: old, how: "revalidated"}, nil
+	}
+
+	head := make([]byte, 512)
+	n, _ := p.ReadAt(head, 0)
+	e := &entry{
+		Status:       http.StatusOK,
+		ContentType:  contentType(head[:n], resp.Header.Get("Content-Type")),
+		ETag:         resp.Header.Get("ETag"),
+		LastModified: resp.Header.Get("Last-Modified"),
+		Stored:       now,
+		TTL:          s.lifetime(resp.Header, now),
+	}
+	if e.ETag == "" {
+		if e.ETag, err = hashFile(p.File); err != nil {
+			p.Abort()
+			return nil, storageError(err)
+		}
+	}
+	if e, err = p.Commit(e); err != nil {
+		return s.staleOr(old, rel, err)
+	}
+	return &fetched{e: e, how: "miss"}, nil
+}
+
+// staleOr serves the stale entry when there is one, else returns err.
+func (s *server) staleOr(old *entry, rel string, err error) (*fetched, error) {
+	if old == nil {
+		return nil, err
+	}
+	s.log.Warn("serving stale copy", "cache_path", rel, "err", err)
+	return &fetched{e: old, how: "stale"}, nil
+}
+
+// variant returns the resized file of m, making it from src when it is
+// missing or was made from another version of the source.
+func (s *server) variant(ctx context.Context, m *routeMatch, src *result) (*result, error) {
+	rel := m.variantPath
+	res := &result{file: s.cache.abs(rel), rel: rel, fresh: src.e, cache: src.cache}
+	if e := s.cache.lookup(rel); e != nil && e.Source == src.e.ETag {
+		res.e = e
+		return res, nil
+	}
+	v, shared, err := s.flights.do(ctx, "variant:"+rel, func(ctx context.Context) (any, error) {
+		if e := s.cache.lookup(rel); e != nil && e.Source == src.e.ETag {
+			return e, nil
+		}
+		return s.makeVariant(ctx, src, rel, m.image, src.e.ETag)
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.e = v.(*entry)
+	if res.cache == "hit" {
+		res.cache = "miss"
+		if shared {
+			res.cache = "coalesced"
+		}
+	}
+	return res, nil
+}
+
+// makeVariant reads the source file, transforms it and stores the result at
+// rel. Image work waits for a slot, taken with the request's context.
+func (s *server) makeVariant(ctx context.Context, src *result, rel string,
+	opt imageOptions, sourceID string) (*entry, error) {
+	data, err := os.ReadFile(src.file)
+	if err != nil {
+		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
+	}
+	if err := s.work.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	s.stats.resizes.Add(1)
+	out, format, err := s.transform(ctx, data, opt)
+	s.work.Release(1)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src.rel, err)
+	}
+	e := &entry{
+		Status:       http.StatusOK,
+		ContentType:  "image/" + format,
+		ETag:         variantETag(sourceID, rel),
+		LastModified: src.e.LastModified,
+		Stored:       src.e.Stored,
+		TTL:          src.e.TTL,
+		Source:       sourceID,
+	}
+	return s.cache.storeBytes(rel, e, out)
+}
+
+// transform runs the image pipeline with the config-wide settings filled in.
+func (s *server) transform(ctx context.Context, data []byte, opt imageOptions) ([]byte, string, error) {
+	opt.Background = s.bg.Background
+	opt.WebPMethod = s.bg.WebPMethod
+	opt.MaxSourcePixels = s.bg.MaxSourcePixels
+	opt.MaxAnimationPixels = s.bg.MaxAnimationPixels
+	return transformImage(ctx, data, opt)
+}
+
+// placeholder answers a missing file with not_found_source: as it is for a
+// proxy action, resized to the request for a resize action. Resized
+// placeholders are kept under reservedDir, never at the real variant's path,
+// so the real image replaces nothing and nothing replaces it.
+func (s *server) placeholder(ctx context.Context, m *routeMatch) (*result, error) {
+	ph, err := filepath.Abs(s.cfg.NotFoundSource)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(ph)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not_found_source: %w", errNotFound, err)
+	}
+	id := fmt.Sprintf("%x-%x", fi.Size(), fi.ModTime().UnixNano())
+	e := &entry{Status: http.StatusOK, ContentType: sniffFile(ph), Size: fi.Size(), Stored: s.now()}
+	src := &result{file: ph, e: e, fresh: e, cache: "hit", placeholder: true}
+	if rel, err := filepath.Rel(s.cache.dir, ph); err == nil && !strings.HasPrefix(rel, "..") {
+		src.rel = filepath.ToSlash(rel)
+	}
+	if m.action.kind == actionProxy {
+		return src, nil
+	}
+
+	o := m.image
+	rel := fmt.Sprintf("%s/placeholder/%s/%dx%d-%s-%s-q%d.%s", reservedDir, id,
+		o.Width, o.Height, o.Fit, o.Gravity, o.Quality, o.Format)
+	res := &result{file: s.cache.abs(rel), rel: rel, cache: "hit", placeholder: true}
+	if ve := s.cache.lookup(rel); ve != nil {
+		res.e, res.fresh = ve, ve
+		return res, nil
+	}
+	v, _, err := s.flights.do(ctx, "variant:"+rel, func(ctx context.Context) (any, error) {
+		return s.makeVariant(ctx, src, rel, o, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.e, res.fresh, res.cache = v.(*entry), v.(*entry), "miss"
+	return res, nil
+}
+
+// isFresh reports whether an entry may be served without asking the origin:
+// within min(external_expires, lifetime) of its last fetch (spec 6.2).
+func (s *server) isFresh(e *entry) bool {
+	ttl := s.storedLifetime(e)
+	if ext := s.cfg.ExternalExpires.Duration; ext > 0 {
+		ttl = min(ttl, ext)
+	}
+	return !s.now().After(e.Stored.Add(ttl))
+}
+
+// storedLifetime is the entry's lifetime, or cache_default_expires when
+// cache_force_expires overrides the origin.
+func (s *server) storedLifetime(e *entry) time.Duration {
+	if s.cfg.CacheForceExpires {
+		return s.cfg.CacheDefaultExpires.Duration
+	}
+	return e.lifetime()
+}
+
+// lifetime reads the freshness lifetime, in seconds, of an origin response:
+// s-maxage, then max-age, then Expires minus Date (RFC 9111 section 4.2.1),
+// else cache_default_expires. Header names are matched case-insensitively
+// (the original lost them under Python 3, spec B1).
+func (s *server) lifetime(h http.Header, now time.Time) int64 {
+	cc := parseCacheControl(h.Get("Cache-Control"))
+	for _, d := range []string{"s-maxage", "max-age"} {
+		if v, ok := cc[d]; ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+				return n
+			}
+		}
+	}
+	// TODO: no-store, private and no-cache are not yet honoured when storing
+	// (the original ignored them too); the RFC 9111 issue makes them so.
+	if exp := h.Get("Expires"); exp != "" {
+		t, err := http.ParseTime(exp)
+		if err != nil {
+			return 0 // an invalid Expires means already expired
+		}
+		date, err := http.ParseTime(h.Get("Date"))
+		if err != nil {
+			date = now
+		}
+		return max(0, int64(t.Sub(date)/time.Second))
+	}
+	return int64(s.cfg.CacheDefaultExpires.Duration / time.Second)
+}
+
+// parseCacheControl splits a Cache-Control value into lowercase directives.
+func parseCacheControl(v string) map[string]string {
+	cc := map[string]string{}
+	for _, part := range strings.Split(v, ",") {
+		name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		if name == "" {
+			continue
+		}
+		cc[strings.ToLower(name)] = strings.Trim(val, `"`)
+	}
+	return cc
+}
+
+// serve writes the file with its caching headers. Conditional requests,
+// HEAD and Range are answered by http.ServeContent, or by hand when the body
+// is handed to nginx with X-Accel-Redirect.
+func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, start time.Time) {
+	h := w.Header()
+	h.Set("Content-Type", res.e.ContentType)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if res.e.ETag != "" && !res.placeholder {
+		h.Set("ETag", res.e.ETag)
+	}
+	s.setExpiry(h, res)
+	h.Set("X-Response-Time", fmt.Sprintf("%.3f ms", float64(s.now().Sub(start).Microseconds())/1000))
+	modtime, _ := http.ParseTime(res.e.LastModified)
+
+	if s.cfg.AccelRedirect && res.rel != "" {
+		if res.e.LastModified != "" {
+			h.Set("Last-Modified", res.e.LastModified)
+		}
+		if notModified(r, res.e.ETag, modtime) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		if r.Method == http.MethodGet {
+			h.Set("X-Accel-Redirect", path.Join(s.cfg.AccelRedirectPath, res.rel))
+		}
+		h.Set("Content-Length", "0")
+		return
+	}
+
+	f, err := s.cache.open(res.rel)
+	if res.rel == "" {
+		f, err = os.Open(res.file)
+	}
+	if err != nil {
+		// The file went away between lookup and open (the cleaner); the next
+		// request fetches it again.
+		s.fail(w, r, fmt.Errorf("open %s: %w", res.file, err))
+		return
+	}
+	defer f.Close()
+	http.ServeContent(w, r, "", modtime, f)
+}
+
+// setExpiry writes Cache-Control and Expires following the original's
+// contract (spec 6.3): clients may keep the file for max(external_expires,
+// lifetime) counted from the last fetch or revalidation.
+func (s *server) setExpiry(h http.Header, res *result) {
+	if res.placeholder {
+		h.Set("Cache-Control", fmt.Sprintf("max-age=%d", int(placeholderMaxAge/time.Second)))
+		h.Set("Expires", s.now().Add(placeholderMaxAge).UTC().Format(http.TimeFormat))
+		return
+	}
+	e := res.fresh
+	ttl := s.storedLifetime(e)
+	if ext := s.cfg.ExternalExpires.Duration; ext > 0 {
+		ttl = max(ttl, ext)
+	}
+	if ttl <= 0 {
+		h.Set("Cache-Control", "max-age=0")
+		return
+	}
+	t := e.Stored.Add(ttl)
+	age := int64(max(0, s.now().Sub(e.Stored)) / time.Second)
+	h.Set("Cache-Control", fmt.Sprintf("max-age=%d", max(0, int64(ttl/time.Second)-age)))
+	h.Set("Expires", t.UTC().Format(http.TimeFormat))
+}
+
+// notModified evaluates If-None-Match (weak comparison, lists and "*"), and
+// If-Modified-Since only when If-None-Match is absent (RFC 9110 13.2.2).
+func notModified(r *http.Request, etag string, modtime time.Time) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		if etag == "" {
+			return false
+		}
+		for _, t := range strings.Split(inm, ",") {
+			t = strings.TrimSpace(t)
+			if t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/") {
+				return true
+			}
+		}
+		return false
+	}
+	ims, err := http.ParseTime(r.Header.Get("If-Modified-Since"))
+	return err == nil && !modtime.IsZero() && !modtime.Truncate(time.Second).After(ims)
+}
+
+// fail answers an error with its status and a short message; the log gets
+// the cause.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := errorStatus(err)
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("ETag")
+	h.Del("Last-Modified")
+	if status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", "1")
+	}
+	if lw, ok := w.(*logWriter); ok {
+		lw.err = err
+	}
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		io.WriteString(w, msg+"\n")
+	}
+}
+
+// errorStatus maps an error to a status and a message for the client.
+func errorStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, errMethod):
+		return http.StatusMethodNotAllowed, "method not allowed"
+	case errors.Is(err, errLongPath):
+		return http.StatusRequestURITooLong, "path too long"
+	case errors.Is(err, errBadPath):
+		return http.StatusBadRequest, "bad request path"
+	case errors.Is(err, errNoRoute), errors.Is(err, errNotFound):
+		return http.StatusNotFound, "not found"
+	case errors.Is(err, errSourceTooLarge), errors.Is(err, errAnimationTooLarge):
+		return http.StatusUnprocessableEntity, "source image too large"
+	case errors.Is(err, errNotImage):
+		return http.StatusUnsupportedMediaType, "origin file is not a supported image"
+	case errors.Is(err, errBadImage):
+		return http.StatusBadGateway, "origin image could not be decoded"
+	case errors.Is(err, errTooLarge):
+		return http.StatusBadGateway, "origin file too large"
+	case errors.Is(err, errOriginTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout, "origin timed out"
+	case errors.Is(err, errOriginFailed):
+		return http.StatusBadGateway, "origin failed"
+	case errors.Is(err, errStorage):
+		return http.StatusServiceUnavailable, "cache unavailable"
+	case errors.Is(err, context.Canceled):
+		return 499, "client closed request"
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+// logWriter records what was written, for the access log.
+type logWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+	err    error
+}
+
+func (w *logWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps sendfile for file bodies.
+func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.wrote = true
+	n, err := io.Copy(w.ResponseWriter, r)
+	w.bytes += n
+	return n, err
+}
+
+// logRequest writes one access-log line per request, its level from the status.
+func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *routeMatch, res *result) {
+	level := slog.LevelInfo
+	switch {
+	case w.status >= 500:
+		level = slog.LevelError
+	case w.status >= 400 && w.status != http.StatusNotFound:
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", w.status),
+		slog.Int64("bytes", w.bytes),
+		slog.Duration("duration", s.now().Sub(start)),
+	}
+	if m != nil {
+		attrs = append(attrs, slog.String("route", m.action.key))
+	}
+	if res != nil {
+		attrs = append(attrs, slog.String("cache", res.cache))
+	}
+	if w.err != nil {
+		attrs = append(attrs, slog.String("err", w.err.Error()))
+	}
+	s.log.LogAttrs(r.Context(), level, "request", attrs...)
+}
