@@ -45,12 +45,39 @@ type entry struct {
 	Size         int64     `json:"size"`   // of the data file
 	ModTime      int64     `json:"mtime"`  // of the data file, in ns: pairs sidecar and data
 	Source       string    `json:"source,omitempty"`
+	// InitialAge is the response's corrected initial age at Stored, in ms
+	// (RFC 9111 section 4.2.3).
+	InitialAge int64 `json:"initial_age,omitempty"`
+	// Header holds the end-to-end headers of a stored origin response, for
+	// the proxy action; nil for entries whose headers Katana makes itself.
+	Header http.Header `json:"header,omitempty"`
+	// Vary holds the request's values of the headers that Vary names.
+	Vary map[string]string `json:"vary,omitempty"`
+	// ETagSynthetic says ETag was made by Katana from the content, so it is
+	// never sent to the origin.
+	ETagSynthetic bool `json:"etag_synthetic,omitempty"`
 
 	legacy bool // read from an original .META line
 }
 
 // lifetime is the entry's freshness lifetime as a duration.
 func (e *entry) lifetime() time.Duration { return time.Duration(e.TTL) * time.Second }
+
+// originETag is the ETag the origin gave, for conditional requests to it.
+func (e *entry) originETag() string {
+	if e.ETagSynthetic {
+		return ""
+	}
+	return e.ETag
+}
+
+// directives are the Cache-Control directives of a stored origin response.
+func (e *entry) directives() directives { return parseDirectives(e.Header) }
+
+// age is the entry's current age (RFC 9111 section 4.2.3).
+func (e *entry) age(now time.Time) time.Duration {
+	return time.Duration(e.InitialAge)*time.Millisecond + max(0, now.Sub(e.Stored))
+}
 
 // diskCache stores files under a directory. It holds no state of its own in
 // memory and is safe for concurrent use; writers never expose partial files.
@@ -213,6 +240,13 @@ func (p *pending) Commit(e *entry) (*entry, error) {
 		p.c.touch(dst, e.Size)
 	}
 	return e, nil
+}
+
+// remove deletes the entry at rel: data first, then its sidecar.
+func (c *diskCache) remove(rel string) {
+	p := c.abs(rel)
+	os.Remove(p)
+	os.Remove(p + metaSuffix)
 }
 
 // storeBytes writes data as the file for rel with metadata e.

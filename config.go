@@ -81,6 +81,11 @@ type Config struct {
 	CacheForceExpires bool `toml:"cache_force_expires"`
 	// CacheDefaultExpires is the lifetime of a response that states none.
 	CacheDefaultExpires Duration `toml:"cache_default_expires"`
+	// ServeStaleOnError serves a stale copy when the origin fails or times
+	// out, for at most MaxStaleOnError past its expiry, unless the response
+	// forbids it (must-revalidate, proxy-revalidate, s-maxage, no-cache).
+	ServeStaleOnError bool     `toml:"serve_stale_on_error"`
+	MaxStaleOnError   Duration `toml:"max_stale_on_error"`
 
 	// AccelRedirect answers hits with an empty body and X-Accel-Redirect.
 	AccelRedirect bool `toml:"accel_redirect"`
@@ -121,6 +126,20 @@ type ProxyConfig struct {
 	OriginTmpl string `toml:"origin_tmpl"`
 	CachePath  string `toml:"cache_path"`
 	Origin     string `toml:"origin"`
+	// Methods lists the methods this action accepts besides GET and HEAD;
+	// they are forwarded to the origin and never stored, and a successful
+	// unsafe one invalidates what the cache holds for the URL.
+	Methods []string `toml:"methods,omitempty"`
+	// CacheKeyQuery makes the query string part of the cache key and of the
+	// origin request. Off by default: query strings are ignored.
+	CacheKeyQuery bool `toml:"cache_key_query,omitempty"`
+	// StoreUnvalidated stores responses that have neither an explicit
+	// lifetime nor a validator, for cache_default_expires.
+	StoreUnvalidated bool `toml:"store_unvalidated,omitempty"`
+	// PassThrough forwards the origin's answers as they are, whatever their
+	// status (stored when RFC 9111 allows). Off, as in the original: a 404
+	// or 410 is Katana's 404 (or the placeholder), other errors are 502.
+	PassThrough bool `toml:"pass_through,omitempty"`
 }
 
 // LoggingConfig keeps the shape of the original's dictConfig: loggers by name
@@ -269,6 +288,8 @@ func defaultConfig() *Config {
 		WebPMethod:          4,
 		ExternalExpires:     Duration{Duration: 600 * time.Second},
 		CacheDefaultExpires: Duration{Duration: 300 * time.Second},
+		ServeStaleOnError:   true,
+		MaxStaleOnError:     Duration{Duration: 24 * time.Hour},
 		AccelRedirectPath:   "/resized",
 		Logging:             LoggingConfig{Version: 1},
 	}
@@ -297,6 +318,7 @@ url_re = '(?P<base>.+)\.(?P<ext>(?i:jpe?g|png|gif|webp))'
 origin_tmpl = "{base}.{ext}"
 cache_path = "{base}/source.{ext}"
 origin = "default"
+store_unvalidated = true
 `
 
 // deprecatedKeys no longer do anything; they are accepted with a warning so
@@ -451,7 +473,7 @@ func (c *Config) validate() error {
 	for key, d := range map[string]Duration{
 		"clean_every": c.CleanEvery, "origin_fetch_timeout": c.OriginFetchTimeout,
 		"origin_timeout": c.OriginTimeout, "external_expires": c.ExternalExpires,
-		"cache_default_expires": c.CacheDefaultExpires,
+		"cache_default_expires": c.CacheDefaultExpires, "max_stale_on_error": c.MaxStaleOnError,
 	} {
 		if d.bad != nil {
 			bad(key, "%v", d.bad)

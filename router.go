@@ -3,6 +3,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path"
@@ -45,6 +47,25 @@ type action struct {
 	originTmpl  template
 	sourceTmpl  template // cache_path (proxy) or cache_path_source (resize)
 	resizedTmpl template // cache_path_resized (resize only)
+
+	methods          map[string]bool // methods besides GET and HEAD (proxy only)
+	keyQuery         bool            // the query string is part of the key (proxy only)
+	storeUnvalidated bool            // store responses without freshness or validator
+	passThrough      bool            // forward any origin status as it is (proxy only)
+}
+
+// allows reports whether the action accepts the method.
+func (a *action) allows(method string) bool {
+	return method == "GET" || method == "HEAD" || a.methods[method]
+}
+
+// allowHeader is the Allow value for the action; nil means GET and HEAD.
+func (a *action) allowHeader() string {
+	allow := []string{"GET", "HEAD"}
+	if a != nil {
+		allow = append(allow, sortedKeys(a.methods)...)
+	}
+	return strings.Join(allow, ", ")
 }
 
 // routeMatch is what the router decided for one request.
@@ -52,6 +73,7 @@ type routeMatch struct {
 	action      *action
 	groups      map[string]string // after normalisation
 	originPath  string            // rendered origin_tmpl, starting with "/"
+	query       string            // raw query sent to the origin (cache_key_query only)
 	sourcePath  string            // cache path of the source, relative to cache_dir
 	variantPath string            // cache path of the variant (resize only)
 	image       imageOptions      // what variant to make (resize only)
@@ -102,7 +124,11 @@ func compileRoute(i int, rc *RouteConfig, cfg *Config) ([]*action, error) {
 			"cache_path":  p.CachePath,
 		})
 		errs = append(errs, err)
+		methods, err := parseMethods(fmt.Sprintf("routing[%d].proxy.methods", i), p.Methods)
+		errs = append(errs, err)
 		if a != nil {
+			a.methods, a.keyQuery = methods, p.CacheKeyQuery
+			a.storeUnvalidated, a.passThrough = p.StoreUnvalidated, p.PassThrough
 			acts = append(acts, a)
 		}
 	}
@@ -172,10 +198,22 @@ func compileAction(cfg *Config, kind actionKind, i int, re, origin string,
 	return a, nil
 }
 
+// parseMethods checks a methods list: upper-case method names.
+func parseMethods(key string, list []string) (map[string]bool, error) {
+	m := map[string]bool{}
+	for _, name := range list {
+		if name == "" || strings.ToUpper(name) != name || strings.ContainsAny(name, " \t/()<>@,;:\"[]?={}") {
+			return nil, fmt.Errorf("%s: %q is not an upper-case method name", key, name)
+		}
+		m[name] = true
+	}
+	return m, nil
+}
+
 // match finds the first action whose regex matches the whole path and
-// renders its templates. Query strings play no part: they are neither routed
-// on nor part of any cache key.
-func (rt *router) match(reqPath, rawPath string) (*routeMatch, error) {
+// renders its templates. Query strings play no part, neither in routing nor
+// in cache keys, unless the action sets cache_key_query.
+func (rt *router) match(reqPath, rawPath, rawQuery string) (*routeMatch, error) {
 	if len(reqPath) > maxPathLen {
 		return nil, errLongPath
 	}
@@ -193,9 +231,20 @@ func (rt *router) match(reqPath, rawPath string) (*routeMatch, error) {
 				groups[n] = sub[i]
 			}
 		}
-		return rt.build(a, groups)
+		m, err := rt.build(a, groups)
+		if err == nil && a.keyQuery && rawQuery != "" {
+			m.query = rawQuery
+			m.sourcePath += queryKeySuffix(rawQuery)
+		}
+		return m, err
 	}
 	return nil, errNoRoute
+}
+
+// queryKeySuffix makes a query string part of a cache file name.
+func queryKeySuffix(q string) string {
+	h := sha256.Sum256([]byte(q))
+	return ".q" + hex.EncodeToString(h[:8])
 }
 
 // build normalises the groups and renders the action's paths.

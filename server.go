@@ -124,8 +124,9 @@ type result struct {
 	rel         string // path relative to cache_dir; "" when outside it
 	e           *entry // metadata of the file
 	fresh       *entry // entry whose freshness the answer advertises
-	cache       string // hit, miss, coalesced, stale, revalidated
+	cache       string // hit, miss, coalesced, stale, revalidated, pass
 	placeholder bool
+	pass        *proxyOutcome // an answer that was not stored, served once
 }
 
 // ServeHTTP routes the request, gets the file and answers.
@@ -144,12 +145,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.logRequest(r, lw, start, m, res)
 	}()
 
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+	safe := r.Method == http.MethodGet || r.Method == http.MethodHead
+	m, err := s.router.match(r.URL.Path, r.URL.RawPath, r.URL.RawQuery)
+	if err != nil && !safe {
 		w.Header().Set("Allow", "GET, HEAD")
-		s.fail(lw, r, errMethod)
-		return
+		err = errMethod
 	}
-	m, err := s.router.match(r.URL.Path, r.URL.RawPath)
 	if err != nil {
 		s.fail(lw, r, err)
 		return
@@ -157,8 +158,19 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("route matched", "path", r.URL.Path, "route", m.action.key,
 		"groups", m.groups, "origin_path", m.originPath, "source", m.sourcePath,
 		"variant", m.variantPath)
+	if !m.action.allows(r.Method) {
+		w.Header().Set("Allow", m.action.allowHeader())
+		s.fail(lw, r, errMethod)
+		return
+	}
+	if !safe {
+		if err := s.forward(lw, r, m); err != nil && !lw.wrote {
+			s.fail(lw, r, err)
+		}
+		return
+	}
 
-	res, err = s.get(r.Context(), m)
+	res, err = s.get(r, m)
 	if errors.Is(err, errNotFound) && s.cfg.NotFoundAs200 {
 		res, err = s.placeholder(r.Context(), m)
 	}
@@ -172,12 +184,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var errMethod = errors.New("method not allowed")
 
 // get returns the file a matched request asks for.
-func (s *server) get(ctx context.Context, m *routeMatch) (*result, error) {
-	src, err := s.source(ctx, m)
-	if err != nil || m.action.kind == actionProxy {
-		return src, err
+func (s *server) get(r *http.Request, m *routeMatch) (*result, error) {
+	if m.action.kind == actionProxy {
+		return s.proxySource(r.Context(), r, m)
 	}
-	return s.variant(ctx, m, src)
+	src, err := s.source(r.Context(), m)
+	if err != nil {
+		return nil, err
+	}
+	return s.variant(r.Context(), m, src)
 }
 
 // source returns the source file of m from the cache, fetching or
@@ -226,7 +241,7 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 	}
 	var v validators
 	if old != nil {
-		v = validators{ETag: old.ETag, LastModified: old.LastModified}
+		v = validators{ETag: old.originETag(), LastModified: old.LastModified}
 	}
 	s.stats.fetches.Add(1)
 	resp, err := o.Fetch(ctx, m.originPath, v, p)
@@ -245,9 +260,10 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 			return nil, fmt.Errorf("%w: 304 to an unconditional request from %s",
 				errOriginFailed, resp.Node)
 		}
-		old.Stored, old.TTL = now, s.lifetime(resp.Header, now)
+		old.Stored, old.InitialAge = now, 0
+		old.TTL = int64(s.policy().lifetime(http.StatusOK, resp.Header, now) / time.Second)
 		if etag := resp.Header.Get("ETag"); etag != "" {
-			old.ETag = etag
+			old.ETag, old.ETagSynthetic = etag, false
 		}
 		if err := s.cache.writeMeta(rel, old); err != nil {
 			return nil, storageError(err)
@@ -263,13 +279,14 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 		ETag:         resp.Header.Get("ETag"),
 		LastModified: resp.Header.Get("Last-Modified"),
 		Stored:       now,
-		TTL:          s.lifetime(resp.Header, now),
+		TTL:          int64(s.policy().lifetime(http.StatusOK, resp.Header, now) / time.Second),
 	}
 	if e.ETag == "" {
 		if e.ETag, err = hashFile(p.File); err != nil {
 			p.Abort()
 			return nil, storageError(err)
 		}
+		e.ETagSynthetic = true
 	}
 	if e, err = p.Commit(e); err != nil {
 		return s.staleOr(old, rel, err)
@@ -393,86 +410,61 @@ func (s *server) placeholder(ctx context.Context, m *routeMatch) (*result, error
 	return res, nil
 }
 
-// isFresh reports whether an entry may be served without asking the origin:
-// within min(external_expires, lifetime) of its last fetch (spec 6.2).
+// isFresh reports whether an entry may be served without asking the origin.
 func (s *server) isFresh(e *entry) bool {
-	ttl := s.storedLifetime(e)
+	return e.age(s.now()) <= s.effectiveLifetime(e)
+}
+
+// effectiveLifetime is how long Katana trusts an entry: its lifetime, or
+// cache_default_expires under cache_force_expires, capped by
+// external_expires when that is on (spec 6.2).
+func (s *server) effectiveLifetime(e *entry) time.Duration {
+	ttl := e.lifetime()
+	if s.cfg.CacheForceExpires {
+		ttl = s.cfg.CacheDefaultExpires.Duration
+	}
 	if ext := s.cfg.ExternalExpires.Duration; ext > 0 {
 		ttl = min(ttl, ext)
 	}
-	return !s.now().After(e.Stored.Add(ttl))
+	return ttl
 }
 
-// storedLifetime is the entry's lifetime, or cache_default_expires when
-// cache_force_expires overrides the origin.
-func (s *server) storedLifetime(e *entry) time.Duration {
-	if s.cfg.CacheForceExpires {
-		return s.cfg.CacheDefaultExpires.Duration
-	}
-	return e.lifetime()
-}
-
-// lifetime reads the freshness lifetime, in seconds, of an origin response:
-// s-maxage, then max-age, then Expires minus Date (RFC 9111 section 4.2.1),
-// else cache_default_expires. Header names are matched case-insensitively
-// (the original lost them under Python 3, spec B1).
-func (s *server) lifetime(h http.Header, now time.Time) int64 {
-	cc := parseCacheControl(h.Get("Cache-Control"))
-	for _, d := range []string{"s-maxage", "max-age"} {
-		if v, ok := cc[d]; ok {
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-				return n
-			}
-		}
-	}
-	// TODO: no-store, private and no-cache are not yet honoured when storing
-	// (the original ignored them too); the RFC 9111 issue makes them so.
-	if exp := h.Get("Expires"); exp != "" {
-		t, err := http.ParseTime(exp)
-		if err != nil {
-			return 0 // an invalid Expires means already expired
-		}
-		date, err := http.ParseTime(h.Get("Date"))
-		if err != nil {
-			date = now
-		}
-		return max(0, int64(t.Sub(date)/time.Second))
-	}
-	return int64(s.cfg.CacheDefaultExpires.Duration / time.Second)
-}
-
-// parseCacheControl splits a Cache-Control value into lowercase directives.
-func parseCacheControl(v string) map[string]string {
-	cc := map[string]string{}
-	for _, part := range strings.Split(v, ",") {
-		name, val, _ := strings.Cut(strings.TrimSpace(part), "=")
-		if name == "" {
-			continue
-		}
-		cc[strings.ToLower(name)] = strings.Trim(val, `"`)
-	}
-	return cc
+// policy is the store policy of the config, for image sources.
+func (s *server) policy() storePolicy {
+	return storePolicy{defaultTTL: s.cfg.CacheDefaultExpires.Duration}
 }
 
 // serve writes the file with its caching headers. Conditional requests,
 // HEAD and Range are answered by http.ServeContent, or by hand when the body
 // is handed to nginx with X-Accel-Redirect.
 func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, start time.Time) {
+	if res.pass != nil {
+		s.servePass(w, r, res.pass)
+		return
+	}
 	h := w.Header()
-	h.Set("Content-Type", res.e.ContentType)
+	e := res.e
+	if e.Header != nil && !res.placeholder {
+		for k, v := range e.Header {
+			h[k] = append([]string(nil), v...)
+		}
+	}
+	if h.Get("Content-Type") == "" {
+		h.Set("Content-Type", e.ContentType)
+	}
 	h.Set("X-Content-Type-Options", "nosniff")
-	if res.e.ETag != "" && !res.placeholder {
-		h.Set("ETag", res.e.ETag)
+	if e.ETag != "" && !res.placeholder {
+		h.Set("ETag", e.ETag)
 	}
 	s.setExpiry(h, res)
 	h.Set("X-Response-Time", fmt.Sprintf("%.3f ms", float64(s.now().Sub(start).Microseconds())/1000))
-	modtime, _ := http.ParseTime(res.e.LastModified)
+	modtime, _ := http.ParseTime(e.LastModified)
 
-	if s.cfg.AccelRedirect && res.rel != "" {
-		if res.e.LastModified != "" {
-			h.Set("Last-Modified", res.e.LastModified)
+	if s.cfg.AccelRedirect && res.rel != "" && e.Status == http.StatusOK {
+		if e.LastModified != "" {
+			h.Set("Last-Modified", e.LastModified)
 		}
-		if notModified(r, res.e.ETag, modtime) {
+		if notModified(r, e.ETag, modtime) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
@@ -494,31 +486,68 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		return
 	}
 	defer f.Close()
+	if e.Status != http.StatusOK {
+		writeBody(w, r, e.Status, f)
+		return
+	}
 	http.ServeContent(w, r, "", modtime, f)
 }
 
-// setExpiry writes Cache-Control and Expires following the original's
+// servePass writes an answer that was not stored.
+func (s *server) servePass(w http.ResponseWriter, r *http.Request, out *proxyOutcome) {
+	defer out.body.Close()
+	h := w.Header()
+	for k, v := range out.header {
+		h[k] = v
+	}
+	h.Set("X-Content-Type-Options", "nosniff")
+	if out.status == http.StatusOK {
+		modtime, _ := http.ParseTime(out.header.Get("Last-Modified"))
+		http.ServeContent(w, r, "", modtime, out.body)
+		return
+	}
+	out.body.Seek(0, io.SeekStart)
+	writeBody(w, r, out.status, out.body)
+}
+
+// writeBody writes a status and a body as they are, the body left out for
+// HEAD and for statuses that have none.
+func writeBody(w http.ResponseWriter, r *http.Request, status int, body io.Reader) {
+	w.WriteHeader(status)
+	if r.Method == http.MethodHead || status == http.StatusNoContent ||
+		status == http.StatusNotModified || status < 200 {
+		return
+	}
+	io.Copy(w, body)
+}
+
+// setExpiry writes Age, and Cache-Control and Expires unless the stored
+// origin headers are passed through. Katana's own follow the original's
 // contract (spec 6.3): clients may keep the file for max(external_expires,
-// lifetime) counted from the last fetch or revalidation.
+// lifetime) from the last fetch or revalidation.
 func (s *server) setExpiry(h http.Header, res *result) {
+	now := s.now()
 	if res.placeholder {
 		h.Set("Cache-Control", fmt.Sprintf("max-age=%d", int(placeholderMaxAge/time.Second)))
-		h.Set("Expires", s.now().Add(placeholderMaxAge).UTC().Format(http.TimeFormat))
+		h.Set("Expires", now.Add(placeholderMaxAge).UTC().Format(http.TimeFormat))
 		return
 	}
 	e := res.fresh
-	ttl := s.storedLifetime(e)
-	if ext := s.cfg.ExternalExpires.Duration; ext > 0 {
-		ttl = max(ttl, ext)
-	}
-	if ttl <= 0 {
-		h.Set("Cache-Control", "max-age=0")
+	age := e.age(now)
+	h.Set("Age", strconv.FormatInt(int64(age/time.Second), 10))
+	ext := s.cfg.ExternalExpires.Duration
+	if e.Header != nil && ext == 0 && !s.cfg.CacheForceExpires {
 		return
 	}
-	t := e.Stored.Add(ttl)
-	age := int64(max(0, s.now().Sub(e.Stored)) / time.Second)
-	h.Set("Cache-Control", fmt.Sprintf("max-age=%d", max(0, int64(ttl/time.Second)-age)))
-	h.Set("Expires", t.UTC().Format(http.TimeFormat))
+	ttl := e.lifetime()
+	if s.cfg.CacheForceExpires {
+		ttl = s.cfg.CacheDefaultExpires.Duration
+	}
+	if ext > 0 {
+		ttl = max(ttl, ext)
+	}
+	h.Set("Cache-Control", fmt.Sprintf("max-age=%d", int64(ttl/time.Second)))
+	h.Set("Expires", now.Add(ttl-age).UTC().Format(http.TimeFormat))
 }
 
 // notModified evaluates If-None-Match (weak comparison, lists and "*"), and

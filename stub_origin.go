@@ -116,3 +116,38 @@ func (o *Origin) Fetch(ctx context.Context, p string, v validators, sink fetchSi
 	}
 	return &originResponse{Status: 200, Header: resp.Header, Size: n}, nil
 }
+
+// Do sends a request as it is to the origin's first node.
+func (o *Origin) Do(ctx context.Context, method, p, rawQuery string, h http.Header, body io.Reader) (*http.Response, error) {
+	u := o.node
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	u += p
+	if rawQuery != "" {
+		u += "?" + rawQuery
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errOriginFailed, err)
+	}
+	req.Header = h.Clone()
+	for k, val := range o.headers {
+		if strings.EqualFold(k, "host") {
+			req.Host = val
+		} else {
+			req.Header.Set(k, val)
+		}
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", o.opt.UserAgent)
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", errOriginTimeout, err)
+		}
+		return nil, fmt.Errorf("%w: %w", errOriginFailed, err)
+	}
+	return resp, nil
+}
