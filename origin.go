@@ -156,7 +156,8 @@ type originStats struct {
 // newOrigin builds the Origin called name from its clusters. Every bad node,
 // header or option is reported at once (errors.Join), each naming the origin,
 // the cluster and the node.
-func newOrigin(name string, clusters map[string]*ClusterConfig, opt originOptions) (*Origin, error) {
+func newOrigin(name string, clusters map[string]*ClusterConfig,
+	opt originOptions) (*Origin, error) {
 	opt = opt.withDefaults()
 	o := &Origin{name: name, opt: opt, log: opt.Logger, now: time.Now}
 	o.memo = newLocationMemo(opt.LocationEntries)
@@ -332,7 +333,8 @@ func (o *Origin) Close() {
 // calls with the same path and validators share one probe round and, when
 // the first caller's sink is an io.ReaderAt, one GET. path is decoded,
 // starts with "/" and has no ".." segment.
-func (o *Origin) Fetch(ctx context.Context, path string, v validators, sink fetchSink) (*originResponse, error) {
+func (o *Origin) Fetch(ctx context.Context, path string, v validators,
+	sink fetchSink) (*originResponse, error) {
 	if !cleanOriginPath(path) {
 		return nil, fmt.Errorf("origin %q: path %q: %w", o.name, path, errBadOriginPath)
 	}
@@ -340,7 +342,8 @@ func (o *Origin) Fetch(ctx context.Context, path string, v validators, sink fetc
 }
 
 // fetch is one uncoalesced Fetch: remembered location, else probe, then GET.
-func (o *Origin) fetch(ctx context.Context, path string, v validators, sink fetchSink) (*originResponse, error) {
+func (o *Origin) fetch(ctx context.Context, path string, v validators,
+	sink fetchSink) (*originResponse, error) {
 	if loc, ok := o.memo.get(path, o.now()); ok {
 		o.stats.MemoHits.Add(1)
 		if !loc.found {

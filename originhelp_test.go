@@ -248,6 +248,7 @@ func forwardProxy(t *testing.T) (*httptest.Server, *atomic.Int64) {
 		}
 		out := r.Clone(r.Context())
 		out.RequestURI = ""
+		out.Header.Set("X-Test-Proxy", "relayed")
 		resp, err := tr.RoundTrip(out)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)

@@ -176,7 +176,8 @@ func (g *flightGroup) callers(path string, v validators) int {
 }
 
 // follow waits for the leader and copies its answer into sink.
-func (f *flight) follow(ctx context.Context, sink fetchSink) (*originResponse, error, followResult) {
+func (f *flight) follow(ctx context.Context,
+	sink fetchSink) (*originResponse, error, followResult) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():

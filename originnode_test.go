@@ -18,7 +18,7 @@ func TestExpandRanges(t *testing.T) {
 		wantErr string
 	}{
 		{in: "10.0.0.1:80", want: []string{"10.0.0.1:80"}},
-		{in: "10.0.0.{1..3}:8079", want: []string{"10.0.0.1:8079", "10.0.0.2:8079", "10.0.0.3:8079"}},
+		{in: "10.0.0.{1..3}:8", want: []string{"10.0.0.1:8", "10.0.0.2:8", "10.0.0.3:8"}},
 		{in: "n{08..10}", want: []string{"n08", "n09", "n10"}},
 		{in: "a{1..2}b{5..6}", want: []string{"a1b5", "a1b6", "a2b5", "a2b6"}},
 		{in: "x{4..4}", want: []string{"x4"}},
@@ -36,7 +36,8 @@ func TestExpandRanges(t *testing.T) {
 			got, err := expandRanges(tt.in)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("expandRanges(%q) = %v, %v, want error with %q", tt.in, got, err, tt.wantErr)
+					t.Fatalf("expandRanges(%q) = %v, %v, want error with %q",
+						tt.in, got, err, tt.wantErr)
 				}
 				return
 			}
@@ -91,7 +92,8 @@ func TestParseNode(t *testing.T) {
 				t.Fatalf("parseNode(%q) = %v", tt.in, err)
 			}
 			if tt.url != "" && (n.local() || n.url("/a b.jpg") != tt.url) {
-				t.Errorf("parseNode(%q).url(/a b.jpg) = %q, want %q", tt.in, n.url("/a b.jpg"), tt.url)
+				t.Errorf("parseNode(%q).url(/a b.jpg) = %q, want %q",
+					tt.in, n.url("/a b.jpg"), tt.url)
 			}
 			if tt.dir != "" && n.dir != tt.dir {
 				t.Errorf("parseNode(%q).dir = %q, want %q", tt.in, n.dir, tt.dir)
@@ -175,7 +177,8 @@ func TestNodeBackoffDoubles(t *testing.T) {
 	}
 	h.markUp()
 	if !h.up(now) || h.lastKind() != errOriginFailed {
-		t.Errorf("after markUp: up = %v, kind = %v, want true, errOriginFailed", h.up(now), h.lastKind())
+		t.Errorf("after markUp: up = %v, kind = %v, want true, errOriginFailed",
+			h.up(now), h.lastKind())
 	}
 }
 

@@ -210,7 +210,8 @@ func (o *Origin) newRequest(ctx context.Context, c *cluster, method, u string,
 // node off when it timed out or refused the connection. actx is the context
 // of the attempt; an attempt cancelled because another probe won is neither
 // logged nor held against the node.
-func (o *Origin) nodeFailed(ctx, actx context.Context, c *cluster, n *node, op string, err error) error {
+func (o *Origin) nodeFailed(ctx, actx context.Context, c *cluster, n *node, op string,
+	err error) error {
 	where := fmt.Sprintf("cluster %q node %s: %s", c.name, n.name, op)
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: %w", where, ctx.Err())
