@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -124,7 +125,18 @@ type fetchSink interface {
 
 // Origin fetches files from the clusters of one configured origin. It is
 // safe for concurrent use. Clusters are shards holding different files;
-// the nodes of a cluster are replicas holding the same files.
+// the nodes of a cluster are replicas holding the same files:
+//
+//	[origins.media.filer-01]            origin "media"
+//	ips = ["10.0.1.{1..3}"]             ├─ cluster filer-01: 10.0.1.1 10.0.1.2 10.0.1.3
+//	[origins.media.filer-02]            └─ cluster filer-02: https://f2.example.test
+//	ips = ["https://f2.example.test"]
+//	headers = { Host = "img.example.test" }
+//
+// To fetch /a.jpg, Origin sends HEAD /a.jpg to up to 3 random nodes of
+// every cluster at once; the first 200 names the cluster, and the GET goes
+// to that node, or to its siblings when it fails. The location is then
+// remembered, so the next fetch of /a.jpg is a single (conditional) GET.
 type Origin struct {
 	name     string
 	clusters []*cluster // sorted by name
@@ -136,6 +148,7 @@ type Origin struct {
 	flights    flightGroup
 	transports []*http.Transport // closed by Close
 	now        func() time.Time  // the clock; tests replace it
+	bufs       sync.Pool         // *[]byte of ChunkSize, for copying bodies
 	stats      originStats
 }
 
@@ -161,6 +174,7 @@ func newOrigin(name string, clusters map[string]*ClusterConfig,
 	opt = opt.withDefaults()
 	o := &Origin{name: name, opt: opt, log: opt.Logger, now: time.Now}
 	o.memo = newLocationMemo(opt.LocationEntries)
+	o.bufs.New = func() any { b := make([]byte, opt.ChunkSize); return &b }
 
 	var errs []error
 	proxy, err := parseProxy(opt.Proxy)
@@ -342,6 +356,8 @@ func (o *Origin) Fetch(ctx context.Context, path string, v validators,
 }
 
 // fetch is one uncoalesced Fetch: remembered location, else probe, then GET.
+// The node that served the GET is remembered, so a node that failed the GET
+// after winning the probe is not asked first next time.
 func (o *Origin) fetch(ctx context.Context, path string, v validators,
 	sink fetchSink) (*originResponse, error) {
 	if loc, ok := o.memo.get(path, o.now()); ok {
@@ -349,8 +365,9 @@ func (o *Origin) fetch(ctx context.Context, path string, v validators,
 		if !loc.found {
 			return nil, fmt.Errorf("origin %q: %s: %w (remembered)", o.name, path, errNotFound)
 		}
-		resp, err := o.get(ctx, loc.c, loc.n, path, v, sink)
+		resp, n, err := o.get(ctx, loc.c, loc.n, path, v, sink)
 		if !errors.Is(err, errNotFound) {
+			o.remember(path, loc.c, n, err)
 			return resp, err
 		}
 		o.memo.forget(path) // it moved: locate it again
@@ -359,8 +376,8 @@ func (o *Origin) fetch(ctx context.Context, path string, v validators,
 	// With one node in all there is nothing to locate: a conditional GET
 	// answers in one round trip what HEAD then GET would answer in two.
 	if c := o.single; c != nil {
-		resp, err := o.get(ctx, c, c.nodes[0], path, v, sink)
-		o.remember(path, c, c.nodes[0], err)
+		resp, n, err := o.get(ctx, c, c.nodes[0], path, v, sink)
+		o.remember(path, c, n, err)
 		return resp, err
 	}
 
@@ -369,16 +386,18 @@ func (o *Origin) fetch(ctx context.Context, path string, v validators,
 		o.remember(path, nil, nil, err)
 		return nil, err
 	}
-	o.remember(path, win.c, win.n, nil)
 	if win.status == http.StatusNotModified {
+		o.remember(path, win.c, win.n, nil)
 		return &originResponse{Status: win.status, Header: win.header,
 			Node: win.n.name, Cluster: win.c.name}, nil
 	}
-	return o.get(ctx, win.c, win.n, path, validators{}, sink)
+	resp, n, err := o.get(ctx, win.c, win.n, path, validators{}, sink)
+	o.remember(path, win.c, n, err)
+	return resp, err
 }
 
-// remember stores where path lives after an answer: found, or not found
-// anywhere. Failures are not remembered.
+// remember stores where path lives after an answer: found on node n of c,
+// or not found anywhere. Failures are not remembered.
 func (o *Origin) remember(path string, c *cluster, n *node, err error) {
 	now := o.now()
 	switch {

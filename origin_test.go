@@ -762,3 +762,82 @@ func TestFetchRemembersLocationUntilItMoves(t *testing.T) {
 		t.Errorf("c1 GETs, c2 HEADs, c2 GETs = %d, %d, %d, want 2, 1, 1", g1, h2, g2)
 	}
 }
+
+func TestFetchHangingGETTriesSibling(t *testing.T) {
+	body := testJPEG(t)
+	files := filesHandler(map[string][]byte{testPath: body})
+	hang, started := hangHandler(t)
+	// slow wins the probe and never answers the GET; good serves it.
+	slow := newTestServer(t, byMethod(files, hang))
+	good := newTestServer(t, byMethod(statusHandler(http.StatusServiceUnavailable), files))
+	other := newTestServer(t, filesHandler(nil))
+	o, clk := newTestOrigin(t, map[string]*ClusterConfig{
+		"c1": cl(slow.addr(), good.addr()), "c2": cl(other.addr()),
+	}, originOptions{FetchTimeout: 300 * time.Millisecond})
+
+	for round := 1; round <= 2; round++ {
+		sink := newSink(t)
+		resp, err := o.Fetch(context.Background(), testPath, validators{}, sink)
+		if err != nil || resp.Node != good.addr() {
+			t.Fatalf("round %d: Fetch() = %+v, %v, want it from %s", round, resp, err, good.addr())
+		}
+		checkJPEG(t, sinkBytes(t, sink))
+	}
+	awaitStart(t, started)
+	// The second round went straight to the node that served the first.
+	if got := slow.gets.Load(); got != 1 {
+		t.Errorf("GETs on the hanging node = %d, want 1", got)
+	}
+	n := findNode(t, o, "c1", slow.addr())
+	if n.health.up(clk.now()) || n.health.lastKind() != errOriginTimeout {
+		t.Errorf("hanging node: up = %v, last failure %v, want down after a timeout",
+			n.health.up(clk.now()), n.health.lastKind())
+	}
+}
+
+// plainSink is a sink that cannot be read back, unlike an *os.File.
+type plainSink struct{ f *os.File }
+
+func (s plainSink) Write(p []byte) (int, error)           { return s.f.Write(p) }
+func (s plainSink) Truncate(n int64) error                { return s.f.Truncate(n) }
+func (s plainSink) Seek(off int64, wh int) (int64, error) { return s.f.Seek(off, wh) }
+
+func TestFetchCoalescesWithUnreadableSinks(t *testing.T) {
+	const callers = 5
+	body := testJPEG(t)
+	gate := make(chan struct{})
+	files := filesHandler(map[string][]byte{testPath: body})
+	has := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			<-gate
+		}
+		files.ServeHTTP(w, r)
+	}))
+	hasNot := newTestServer(t, filesHandler(nil))
+	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
+		"a": cl(has.addr()), "b": cl(hasNot.addr()),
+	}, originOptions{})
+
+	sinks := make([]*os.File, callers)
+	errs := make([]error, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		sinks[i] = newSink(t)
+		wg.Go(func() {
+			_, errs[i] = o.Fetch(context.Background(), testPath, validators{}, plainSink{sinks[i]})
+		})
+	}
+	waitFor(t, func() bool { return o.flights.callers(testPath, validators{}) == callers })
+	close(gate)
+	wg.Wait()
+
+	for i := range callers {
+		if errs[i] != nil || !bytes.Equal(sinkBytes(t, sinks[i]), body) {
+			t.Fatalf("Fetch() #%d = %v, or its sink does not hold the file", i, errs[i])
+		}
+	}
+	// One probe round; each caller then needs its own GET.
+	if h, g := has.heads.Load(), has.gets.Load(); h != 1 || g != callers {
+		t.Errorf("HEADs, GETs = %d, %d, want 1, %d", h, g, callers)
+	}
+}

@@ -23,23 +23,23 @@ func (e *sinkError) Unwrap() error { return e.err }
 // get fetches path from cluster c into sink: first from node first, then
 // from other healthy nodes of c in random order, probesPerCluster nodes at
 // most. Each attempt has its own FetchTimeout, body included, and starts
-// with an empty sink. When every node tried says 404 the answer is
-// errNotFound; otherwise the last failure is returned.
+// with an empty sink. It returns the node that answered. When every node
+// tried says 404 the answer is errNotFound; otherwise the last failure.
 func (o *Origin) get(ctx context.Context, c *cluster, first *node, path string, v validators,
-	sink fetchSink) (*originResponse, error) {
+	sink fetchSink) (*originResponse, *node, error) {
 	nodes := o.getOrder(c, first)
 	if len(nodes) == 0 {
-		return nil, fmt.Errorf("origin %q: fetching %s: %w", o.name, path, allDown(c))
+		return nil, nil, fmt.Errorf("origin %q: fetching %s: %w", o.name, path, allDown(c))
 	}
 	var failure, notFound error
 	for _, n := range nodes {
 		resp, err := o.getNode(ctx, c, n, path, v, sink)
 		if err == nil {
-			return resp, nil
+			return resp, n, nil
 		}
 		err = fmt.Errorf("origin %q: fetching %s: %w", o.name, path, err)
 		if !retryable(ctx, err) {
-			return nil, err
+			return nil, nil, err
 		}
 		if errors.Is(err, errNotFound) {
 			notFound = err
@@ -48,9 +48,9 @@ func (o *Origin) get(ctx context.Context, c *cluster, first *node, path string, 
 		}
 	}
 	if failure != nil {
-		return nil, failure
+		return nil, nil, failure
 	}
-	return nil, notFound
+	return nil, nil, notFound
 }
 
 // getOrder returns the nodes a GET tries: first, if it is not backing off,
@@ -183,7 +183,9 @@ func (o *Origin) readBody(resp *http.Response, sink io.Writer) (int64, http.Head
 	}
 
 	w := &sinkWriter{w: sink}
-	n, err := io.CopyBuffer(w, body, make([]byte, o.opt.ChunkSize))
+	buf := o.bufs.Get().(*[]byte)
+	defer o.bufs.Put(buf)
+	n, err := io.CopyBuffer(w, body, *buf)
 	return n, h, o.bodyError(resp, raw.n, n, w.err, err)
 }
 
