@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -145,7 +145,7 @@ type Origin struct {
 	single   *cluster // the only cluster when the origin has one node; else nil
 
 	memo       *locationMemo
-	flights    flightGroup
+	flights    fetchGroup
 	transports []*http.Transport // closed by Close
 	now        func() time.Time  // the clock; tests replace it
 	bufs       sync.Pool         // *[]byte of ChunkSize, for copying bodies
@@ -185,7 +185,7 @@ func newOrigin(name string, clusters map[string]*ClusterConfig,
 		errs = append(errs, fmt.Errorf("origin %q: no clusters", name))
 	}
 	shared := o.newTransport(proxy, "")
-	for _, cname := range sortedKeys(clusters) {
+	for _, cname := range slices.Sorted(maps.Keys(clusters)) {
 		c, cerrs := o.newCluster(cname, clusters[cname], proxy, shared)
 		errs = append(errs, cerrs...)
 		if c != nil {
@@ -243,7 +243,7 @@ func (o *Origin) newCluster(name string, cc *ClusterConfig, proxy *url.URL,
 // c.host because Go sends it from Request.Host.
 func (c *cluster) parseHeaders(where string, h map[string]string) []error {
 	var errs []error
-	for _, k := range sortedKeys(h) {
+	for _, k := range slices.Sorted(maps.Keys(h)) {
 		v := h[k]
 		switch {
 		case k == "" || strings.ContainsAny(k, " \t\r\n:()<>@,;\\\"/[]?={}"):
@@ -267,7 +267,7 @@ func (o *Origin) newClient(c *cluster, proxy *url.URL, shared *http.Transport) *
 	if c.host != "" && slices.ContainsFunc(c.nodes, func(n *node) bool {
 		return n.base != nil && n.base.Scheme == "https"
 	}) {
-		t = o.newTransport(proxy, hostOnly(c.host))
+		t = o.newTransport(proxy, hostWithoutPort(c.host))
 	}
 	return &http.Client{Transport: t, CheckRedirect: c.checkRedirect}
 }
@@ -402,10 +402,10 @@ func (o *Origin) remember(path string, c *cluster, n *node, err error) {
 	now := o.now()
 	switch {
 	case err == nil:
-		o.memo.put(location{path: path, c: c, n: n, found: true,
+		o.memo.put(pathLocation{path: path, c: c, n: n, found: true,
 			expires: now.Add(o.opt.LocationTTL)})
 	case errors.Is(err, errNotFound):
-		o.memo.put(location{path: path, expires: now.Add(o.opt.NegativeTTL)})
+		o.memo.put(pathLocation{path: path, expires: now.Add(o.opt.NegativeTTL)})
 	}
 }
 
@@ -423,20 +423,10 @@ func cleanOriginPath(p string) bool {
 	return true
 }
 
-// hostOnly returns the host part of a Host header value.
-func hostOnly(h string) string {
+// hostWithoutPort returns the host part of a Host header value.
+func hostWithoutPort(h string) string {
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		return host
 	}
 	return strings.Trim(h, "[]")
-}
-
-// sortedKeys returns the keys of m in order, for stable errors and logs.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -17,25 +17,25 @@ import (
 	"time"
 )
 
-const testPath = "/img/a.jpg"
+const probedPath = "/img/a.jpg"
 
 func TestFetchFindsSecondOfThreeClusters(t *testing.T) {
-	body := testJPEG(t)
-	files := map[string][]byte{testPath: body}
+	body := baselineJPEG(t)
+	files := map[string][]byte{probedPath: body}
 	empty := map[string][]byte{}
-	srv := func(f map[string][]byte) *testServer { return newTestServer(t, filesHandler(f)) }
-	c1 := []*testServer{srv(empty), srv(empty)}
-	c2 := []*testServer{srv(files), srv(files)}
-	c3 := []*testServer{srv(empty)}
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-		"c1": cl(c1[0].addr(), c1[1].addr()),
-		"c2": cl(c2[0].addr(), c2[1].addr()),
-		"c3": cl(c3[0].addr()),
+	srv := func(f map[string][]byte) *nodeServer { return newNodeServer(t, memFilesHandler(f)) }
+	c1 := []*nodeServer{srv(empty), srv(empty)}
+	c2 := []*nodeServer{srv(files), srv(files)}
+	c3 := []*nodeServer{srv(empty)}
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"c1": clusterOf(c1[0].addr(), c1[1].addr()),
+		"c2": clusterOf(c2[0].addr(), c2[1].addr()),
+		"c3": clusterOf(c3[0].addr()),
 	}, originOptions{})
 
 	for round := 1; round <= 2; round++ {
-		sink := newSink(t)
-		resp, err := o.Fetch(context.Background(), testPath, validators{}, sink)
+		sink := newFileSink(t)
+		resp, err := o.Fetch(context.Background(), probedPath, validators{}, sink)
 		if err != nil {
 			t.Fatalf("round %d: Fetch() = %v", round, err)
 		}
@@ -43,9 +43,9 @@ func TestFetchFindsSecondOfThreeClusters(t *testing.T) {
 			t.Fatalf("round %d: Fetch() = status %d cluster %q size %d, want 200 c2 %d",
 				round, resp.Status, resp.Cluster, resp.Size, len(body))
 		}
-		checkJPEG(t, sinkBytes(t, sink))
-		if got := resp.Header.Get("ETag"); got != etagOf(body) {
-			t.Errorf("round %d: ETag = %q, want %q", round, got, etagOf(body))
+		checkBaselineJPEG(t, fileSinkBytes(t, sink))
+		if got := resp.Header.Get("ETag"); got != testETag(body) {
+			t.Errorf("round %d: ETag = %q, want %q", round, got, testETag(body))
 		}
 		if got := c2[0].gets.Load() + c2[1].gets.Load(); got != int64(round) {
 			t.Errorf("round %d: GETs on c2 = %d, want %d", round, got, round)
@@ -65,19 +65,19 @@ func TestFetchFindsSecondOfThreeClusters(t *testing.T) {
 }
 
 func TestProbeAtMostThreeNodesPerCluster(t *testing.T) {
-	var big []*testServer
+	var big []*nodeServer
 	var addrs []string
 	for range 5 {
-		s := newTestServer(t, filesHandler(nil))
+		s := newNodeServer(t, memFilesHandler(nil))
 		big = append(big, s)
 		addrs = append(addrs, s.addr())
 	}
-	small := newTestServer(t, filesHandler(nil))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-		"big": cl(addrs...), "small": cl(small.addr()),
+	small := newNodeServer(t, memFilesHandler(nil))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"big": clusterOf(addrs...), "small": clusterOf(small.addr()),
 	}, originOptions{})
 
-	_, err := o.Fetch(context.Background(), testPath, validators{}, newSink(t))
+	_, err := o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
 	if !errors.Is(err, errNotFound) {
 		t.Fatalf("Fetch() = %v, want errNotFound", err)
 	}
@@ -101,28 +101,29 @@ func TestFetchNodeDownSiblingServes(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close() // connections are refused from now on
-	good := newTestServer(t, filesHandler(map[string][]byte{testPath: testJPEG(t)}))
-	other := newTestServer(t, filesHandler(nil))
-	o, clk := newTestOrigin(t, map[string]*ClusterConfig{
-		"c1": cl(dead, good.addr()), "c2": cl(other.addr()),
+	good := newNodeServer(t, memFilesHandler(map[string][]byte{probedPath: baselineJPEG(t)}))
+	other := newNodeServer(t, memFilesHandler(nil))
+	o, clk := newOriginForTest(t, map[string]*ClusterConfig{
+		"c1": clusterOf(dead, good.addr()), "c2": clusterOf(other.addr()),
 	}, originOptions{})
 
-	sink := newSink(t)
-	resp, err := o.Fetch(context.Background(), testPath, validators{}, sink)
+	sink := newFileSink(t)
+	resp, err := o.Fetch(context.Background(), probedPath, validators{}, sink)
 	if err != nil {
 		t.Fatalf("Fetch() = %v", err)
 	}
 	if resp.Node != good.addr() {
 		t.Errorf("Fetch().Node = %s, want %s", resp.Node, good.addr())
 	}
-	checkJPEG(t, sinkBytes(t, sink))
+	checkBaselineJPEG(t, fileSinkBytes(t, sink))
 
 	// The dead node answered nothing, but it may have lost the race before
 	// refusing; probe until it has been tried and check it backs off then.
-	n := findNode(t, o, "c1", dead)
+	n := nodeNamed(t, o, "c1", dead)
 	for i := 0; n.health.up(clk.now()) && i < 50; i++ {
-		o.memo.forget(testPath)
-		if _, err := o.Fetch(context.Background(), testPath, validators{}, newSink(t)); err != nil {
+		o.memo.forget(probedPath)
+		_, err := o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
+		if err != nil {
 			t.Fatalf("Fetch() = %v", err)
 		}
 	}
@@ -135,14 +136,14 @@ func TestFetchNodeDownSiblingServes(t *testing.T) {
 }
 
 func TestFetchHangingNodeCostsOneTimeout(t *testing.T) {
-	hang, started := hangHandler(t)
-	slow := newTestServer(t, hang)
-	good := newTestServer(t, filesHandler(map[string][]byte{testPath: testJPEG(t)}))
-	o, clk := newTestOrigin(t, map[string]*ClusterConfig{
-		"slow": cl(slow.addr()), "main": cl(good.addr()),
+	hang, started := hangingHandler(t)
+	slow := newNodeServer(t, hang)
+	good := newNodeServer(t, memFilesHandler(map[string][]byte{probedPath: baselineJPEG(t)}))
+	o, clk := newOriginForTest(t, map[string]*ClusterConfig{
+		"slow": clusterOf(slow.addr()), "main": clusterOf(good.addr()),
 	}, originOptions{ProbeTimeout: 300 * time.Millisecond, NodeBackoff: time.Minute})
 	fetch := func(p string) error {
-		_, err := o.Fetch(context.Background(), p, validators{}, newSink(t))
+		_, err := o.Fetch(context.Background(), p, validators{}, newFileSink(t))
 		return err
 	}
 
@@ -150,13 +151,13 @@ func TestFetchHangingNodeCostsOneTimeout(t *testing.T) {
 	if err := fetch("/missing-1.jpg"); !errors.Is(err, errOriginTimeout) {
 		t.Fatalf("Fetch(missing-1) = %v, want errOriginTimeout", err)
 	}
-	awaitStart(t, started)
+	awaitHang(t, started)
 	// Now it is skipped: the answer comes without asking it.
 	if err := fetch("/missing-2.jpg"); !errors.Is(err, errOriginTimeout) {
 		t.Fatalf("Fetch(missing-2) = %v, want errOriginTimeout (cluster down)", err)
 	}
-	if err := fetch(testPath); err != nil {
-		t.Fatalf("Fetch(%s) = %v", testPath, err)
+	if err := fetch(probedPath); err != nil {
+		t.Fatalf("Fetch(%s) = %v", probedPath, err)
 	}
 	if got := slow.heads.Load(); got != 1 {
 		t.Fatalf("hanging node got %d HEADs, want 1", got)
@@ -167,7 +168,7 @@ func TestFetchHangingNodeCostsOneTimeout(t *testing.T) {
 	if err := fetch("/missing-3.jpg"); !errors.Is(err, errOriginTimeout) {
 		t.Fatalf("Fetch(missing-3) = %v, want errOriginTimeout", err)
 	}
-	awaitStart(t, started)
+	awaitHang(t, started)
 	if got := slow.heads.Load(); got != 2 {
 		t.Errorf("hanging node got %d HEADs after its back-off, want 2", got)
 	}
@@ -175,30 +176,30 @@ func TestFetchHangingNodeCostsOneTimeout(t *testing.T) {
 
 func TestFetchCoalescesConcurrentCalls(t *testing.T) {
 	const callers = 100
-	body := testJPEG(t)
+	body := baselineJPEG(t)
 	gate := make(chan struct{})
-	files := filesHandler(map[string][]byte{testPath: body})
-	has := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	files := memFilesHandler(map[string][]byte{probedPath: body})
+	has := newNodeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
 			<-gate // hold the probe until every caller has joined
 		}
 		files.ServeHTTP(w, r)
 	}))
-	hasNot := newTestServer(t, filesHandler(nil))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-		"a": cl(has.addr()), "b": cl(hasNot.addr()),
+	hasNot := newNodeServer(t, memFilesHandler(nil))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"a": clusterOf(has.addr()), "b": clusterOf(hasNot.addr()),
 	}, originOptions{})
 
 	sinks := make([]*os.File, callers)
 	errs := make([]error, callers)
 	var wg sync.WaitGroup
 	for i := range callers {
-		sinks[i] = newSink(t)
+		sinks[i] = newFileSink(t)
 		wg.Go(func() {
-			_, errs[i] = o.Fetch(context.Background(), testPath, validators{}, sinks[i])
+			_, errs[i] = o.Fetch(context.Background(), probedPath, validators{}, sinks[i])
 		})
 	}
-	waitFor(t, func() bool { return o.flights.callers(testPath, validators{}) == callers })
+	waitUntil(t, func() bool { return o.flights.callers(probedPath, validators{}) == callers })
 	close(gate)
 	wg.Wait()
 
@@ -206,7 +207,7 @@ func TestFetchCoalescesConcurrentCalls(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("Fetch() #%d = %v", i, errs[i])
 		}
-		if !bytes.Equal(sinkBytes(t, sinks[i]), body) {
+		if !bytes.Equal(fileSinkBytes(t, sinks[i]), body) {
 			t.Fatalf("sink #%d does not hold the file", i)
 		}
 	}
@@ -218,8 +219,8 @@ func TestFetchCoalescesConcurrentCalls(t *testing.T) {
 	}
 }
 
-// awaitStart waits for a hanging handler to have received a request.
-func awaitStart(t *testing.T, started <-chan struct{}) {
+// awaitHang waits for a hanging handler to have received a request.
+func awaitHang(t *testing.T, started <-chan struct{}) {
 	t.Helper()
 	select {
 	case <-started:
@@ -228,8 +229,8 @@ func awaitStart(t *testing.T, started <-chan struct{}) {
 	}
 }
 
-// waitFor polls cond until it holds; it fails the test after a long while.
-func waitFor(t *testing.T, cond func() bool) {
+// waitUntil polls cond until it holds; it fails the test after a long while.
+func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
 	for i := 0; !cond(); i++ {
 		if i > 20000 {
@@ -240,22 +241,22 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestFetchTruncatedBodyTriesSibling(t *testing.T) {
-	body := testJPEG(t)
+	body := baselineJPEG(t)
 	cut := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", "3986")
 		w.Write(body[:1000]) // then the handler returns: the connection is closed
 	})
 	// flaky wins the probe and breaks during the body; good then serves it.
-	flaky := newTestServer(t, byMethod(filesHandler(map[string][]byte{testPath: body}), cut))
-	good := newTestServer(t, byMethod(statusHandler(http.StatusServiceUnavailable),
-		filesHandler(map[string][]byte{testPath: body})))
-	other := newTestServer(t, filesHandler(nil))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-		"c1": cl(flaky.addr(), good.addr()), "c2": cl(other.addr()),
+	flaky := newNodeServer(t, headOrGet(memFilesHandler(map[string][]byte{probedPath: body}), cut))
+	good := newNodeServer(t, headOrGet(statusOnly(http.StatusServiceUnavailable),
+		memFilesHandler(map[string][]byte{probedPath: body})))
+	other := newNodeServer(t, memFilesHandler(nil))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"c1": clusterOf(flaky.addr(), good.addr()), "c2": clusterOf(other.addr()),
 	}, originOptions{})
 
-	sink := newSink(t)
-	resp, err := o.Fetch(context.Background(), testPath, validators{}, sink)
+	sink := newFileSink(t)
+	resp, err := o.Fetch(context.Background(), probedPath, validators{}, sink)
 	if err != nil {
 		t.Fatalf("Fetch() = %v", err)
 	}
@@ -263,11 +264,11 @@ func TestFetchTruncatedBodyTriesSibling(t *testing.T) {
 		t.Errorf("Fetch() from %s after GETs flaky=%d good=%d, want %s after 1, 1",
 			resp.Node, flaky.gets.Load(), good.gets.Load(), good.addr())
 	}
-	checkJPEG(t, sinkBytes(t, sink)) // nothing left of the cut body
+	checkBaselineJPEG(t, fileSinkBytes(t, sink)) // nothing left of the cut body
 }
 
 func TestFetchErrors(t *testing.T) {
-	body := testJPEG(t)
+	body := baselineJPEG(t)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write(bytes.Repeat([]byte("x"), 5000))
@@ -282,9 +283,9 @@ func TestFetchErrors(t *testing.T) {
 			w.Header().Set("Content-Length", "1000")
 			w.Write(body[:10])
 		}), originOptions{}, errOriginFailed},
-		{"500", statusHandler(http.StatusInternalServerError), originOptions{}, errOriginFailed},
-		{"404", statusHandler(http.StatusNotFound), originOptions{}, errNotFound},
-		{"410", statusHandler(http.StatusGone), originOptions{}, errNotFound},
+		{"500", statusOnly(http.StatusInternalServerError), originOptions{}, errOriginFailed},
+		{"404", statusOnly(http.StatusNotFound), originOptions{}, errNotFound},
+		{"410", statusOnly(http.StatusGone), originOptions{}, errNotFound},
 		{"bad gzip", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Encoding", "gzip")
 			w.Write(body)
@@ -293,7 +294,7 @@ func TestFetchErrors(t *testing.T) {
 			w.Header().Set("Content-Encoding", "br")
 			w.Write(body)
 		}), originOptions{}, errOriginFailed},
-		{"over limit by Content-Length", filesHandler(map[string][]byte{testPath: body}),
+		{"over limit by Content-Length", memFilesHandler(map[string][]byte{probedPath: body}),
 			originOptions{MaxBodyBytes: 1000}, errTooLarge},
 		{"over limit chunked", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Write(body[:2000])
@@ -307,9 +308,9 @@ func TestFetchErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newTestServer(t, tt.h)
-			o, _ := newTestOrigin(t, map[string]*ClusterConfig{"c": cl(s.addr())}, tt.opt)
-			_, err := o.Fetch(context.Background(), testPath, validators{}, newSink(t))
+			s := newNodeServer(t, tt.h)
+			o, _ := newOriginForTest(t, map[string]*ClusterConfig{"c": clusterOf(s.addr())}, tt.opt)
+			_, err := o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Fetch() = %v, want %v", err, tt.want)
 			}
@@ -317,7 +318,7 @@ func TestFetchErrors(t *testing.T) {
 				t.Errorf("Fetch() = %q, want the node %s named", err, s.addr())
 			}
 			// Failures are not remembered: the next call asks again.
-			o.Fetch(context.Background(), testPath, validators{}, newSink(t))
+			o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
 			if got, want := s.gets.Load(), int64(2); tt.want != errNotFound && got != want {
 				t.Errorf("GETs after two failed fetches = %d, want %d", got, want)
 			}
@@ -326,26 +327,26 @@ func TestFetchErrors(t *testing.T) {
 }
 
 func TestFetchProbeErrors(t *testing.T) {
-	body := testJPEG(t)
-	found := filesHandler(map[string][]byte{testPath: body})
+	body := baselineJPEG(t)
+	found := memFilesHandler(map[string][]byte{probedPath: body})
 	tests := []struct {
 		name   string
 		c1, c2 http.Handler
 		want   error // nil: found
 	}{
-		{"500 and 404", statusHandler(500), statusHandler(404), errOriginFailed},
-		{"404 and 410", statusHandler(404), statusHandler(410), errNotFound},
-		{"503 and found", statusHandler(503), found, nil},
+		{"500 and 404", statusOnly(500), statusOnly(404), errOriginFailed},
+		{"404 and 410", statusOnly(404), statusOnly(410), errNotFound},
+		{"503 and found", statusOnly(503), found, nil},
 		{"redirect and 404", http.RedirectHandler("http://127.0.0.1:1/x", 302),
-			statusHandler(404), errNotFound},
+			statusOnly(404), errNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s1, s2 := newTestServer(t, tt.c1), newTestServer(t, tt.c2)
-			o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-				"c1": cl(s1.addr()), "c2": cl(s2.addr()),
+			s1, s2 := newNodeServer(t, tt.c1), newNodeServer(t, tt.c2)
+			o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+				"c1": clusterOf(s1.addr()), "c2": clusterOf(s2.addr()),
 			}, originOptions{})
-			_, err := o.Fetch(context.Background(), testPath, validators{}, newSink(t))
+			_, err := o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
 			if tt.want == nil && err != nil || !errors.Is(err, tt.want) {
 				t.Fatalf("Fetch() = %v, want %v", err, tt.want)
 			}
@@ -354,14 +355,14 @@ func TestFetchProbeErrors(t *testing.T) {
 }
 
 func TestFetchNotFoundIsRememberedBriefly(t *testing.T) {
-	var servers []*testServer
+	var servers []*nodeServer
 	clusters := map[string]*ClusterConfig{}
 	for _, name := range []string{"c1", "c2", "c3"} {
-		s := newTestServer(t, filesHandler(nil))
+		s := newNodeServer(t, memFilesHandler(nil))
 		servers = append(servers, s)
-		clusters[name] = cl(s.addr())
+		clusters[name] = clusterOf(s.addr())
 	}
-	o, clk := newTestOrigin(t, clusters, originOptions{NegativeTTL: 10 * time.Second})
+	o, clk := newOriginForTest(t, clusters, originOptions{NegativeTTL: 10 * time.Second})
 	heads := func() (n int64) {
 		for _, s := range servers {
 			n += s.heads.Load()
@@ -374,7 +375,7 @@ func TestFetchNotFoundIsRememberedBriefly(t *testing.T) {
 		heads   int64
 	}{{0, 3}, {5 * time.Second, 3}, {6 * time.Second, 6}} {
 		clk.advance(step.advance)
-		_, err := o.Fetch(context.Background(), testPath, validators{}, newSink(t))
+		_, err := o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
 		if !errors.Is(err, errNotFound) {
 			t.Fatalf("step %d: Fetch() = %v, want errNotFound", i, err)
 		}
@@ -385,24 +386,25 @@ func TestFetchNotFoundIsRememberedBriefly(t *testing.T) {
 }
 
 func TestFetchDecodesGzip(t *testing.T) {
-	body := testJPEG(t)
+	body := baselineJPEG(t)
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
 	zw.Write(body)
 	zw.Close()
-	s := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := newNodeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Set("Content-Type", "image/jpeg")
 		w.Write(gz.Bytes())
 	}))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{"c": cl(s.addr())}, originOptions{})
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{"c": clusterOf(s.addr())},
+		originOptions{})
 
-	sink := newSink(t)
-	resp, err := o.Fetch(context.Background(), testPath, validators{}, sink)
+	sink := newFileSink(t)
+	resp, err := o.Fetch(context.Background(), probedPath, validators{}, sink)
 	if err != nil {
 		t.Fatalf("Fetch() = %v", err)
 	}
-	checkJPEG(t, sinkBytes(t, sink))
+	checkBaselineJPEG(t, fileSinkBytes(t, sink))
 	if resp.Size != int64(len(body)) {
 		t.Errorf("Fetch().Size = %d, want %d", resp.Size, len(body))
 	}
@@ -417,9 +419,9 @@ func TestFetchDecodesGzip(t *testing.T) {
 }
 
 func TestFetchConditional(t *testing.T) {
-	body := testJPEG(t)
-	files := map[string][]byte{testPath: body}
-	lastMod := testModTime.Format(http.TimeFormat)
+	body := baselineJPEG(t)
+	files := map[string][]byte{probedPath: body}
+	lastMod := nodeModTime.Format(http.TimeFormat)
 	tests := []struct {
 		name       string
 		clusters   int
@@ -428,31 +430,31 @@ func TestFetchConditional(t *testing.T) {
 		heads      int64 // on the node holding the file
 		gets       int64
 	}{
-		{"HEAD 304 by ETag", 2, validators{ETag: etagOf(body)}, 304, 1, 0},
+		{"HEAD 304 by ETag", 2, validators{ETag: testETag(body)}, 304, 1, 0},
 		{"HEAD 304 by date", 2, validators{LastModified: lastMod}, 304, 1, 0},
 		{"HEAD 200 then GET", 2, validators{ETag: `"old"`}, 200, 1, 1},
-		{"single node GET 304", 1, validators{ETag: etagOf(body)}, 304, 0, 1},
+		{"single node GET 304", 1, validators{ETag: testETag(body)}, 304, 0, 1},
 		{"single node GET 200", 1, validators{ETag: `"old"`}, 200, 0, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			has := newTestServer(t, filesHandler(files))
-			clusters := map[string]*ClusterConfig{"has": cl(has.addr())}
+			has := newNodeServer(t, memFilesHandler(files))
+			clusters := map[string]*ClusterConfig{"has": clusterOf(has.addr())}
 			if tt.clusters == 2 {
-				clusters["other"] = cl(newTestServer(t, filesHandler(nil)).addr())
+				clusters["other"] = clusterOf(newNodeServer(t, memFilesHandler(nil)).addr())
 			}
-			o, _ := newTestOrigin(t, clusters, originOptions{})
+			o, _ := newOriginForTest(t, clusters, originOptions{})
 
-			sink := newSink(t)
-			resp, err := o.Fetch(context.Background(), testPath, tt.v, sink)
+			sink := newFileSink(t)
+			resp, err := o.Fetch(context.Background(), probedPath, tt.v, sink)
 			if err != nil {
 				t.Fatalf("Fetch() = %v", err)
 			}
 			if resp.Status != tt.wantStatus {
 				t.Errorf("Fetch().Status = %d, want %d", resp.Status, tt.wantStatus)
 			}
-			if got := resp.Header.Get("ETag"); got != etagOf(body) {
-				t.Errorf("Fetch().Header ETag = %q, want %q", got, etagOf(body))
+			if got := resp.Header.Get("ETag"); got != testETag(body) {
+				t.Errorf("Fetch().Header ETag = %q, want %q", got, testETag(body))
 			}
 			if h, g := has.heads.Load(), has.gets.Load(); h != tt.heads || g != tt.gets {
 				t.Errorf("HEADs, GETs = %d, %d, want %d, %d", h, g, tt.heads, tt.gets)
@@ -461,7 +463,7 @@ func TestFetchConditional(t *testing.T) {
 			if tt.wantStatus == 200 {
 				wantLen = len(body)
 			}
-			if got := len(sinkBytes(t, sink)); got != wantLen {
+			if got := len(fileSinkBytes(t, sink)); got != wantLen {
 				t.Errorf("sink holds %d bytes, want %d", got, wantLen)
 			}
 			first := has.requests()[0]
@@ -478,15 +480,16 @@ func TestFetchConditional(t *testing.T) {
 }
 
 func TestFetchSendsClusterHeaders(t *testing.T) {
-	has := newTestServer(t, filesHandler(map[string][]byte{testPath: testJPEG(t)}))
-	other := newTestServer(t, filesHandler(nil))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
+	has := newNodeServer(t, memFilesHandler(map[string][]byte{probedPath: baselineJPEG(t)}))
+	other := newNodeServer(t, memFilesHandler(nil))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
 		"has": {IPs: []string{has.addr()},
 			Headers: map[string]string{"host": "img.example.test", "X-Token": "s3cret"}},
-		"other": cl(other.addr()),
+		"other": clusterOf(other.addr()),
 	}, originOptions{UserAgent: "Katana/2.0.0"})
 
-	if _, err := o.Fetch(context.Background(), testPath, validators{}, newSink(t)); err != nil {
+	_, err := o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
+	if err != nil {
 		t.Fatalf("Fetch() = %v", err)
 	}
 	reqs := has.requests()
@@ -516,17 +519,17 @@ func TestFetchEncodesPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			files := map[string][]byte{tt.path: testJPEG(t)}
-			has := newTestServer(t, filesHandler(files))
-			other := newTestServer(t, filesHandler(nil))
-			o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-				"has": cl(has.addr()), "other": cl(other.addr()),
+			files := map[string][]byte{tt.path: baselineJPEG(t)}
+			has := newNodeServer(t, memFilesHandler(files))
+			other := newNodeServer(t, memFilesHandler(nil))
+			o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+				"has": clusterOf(has.addr()), "other": clusterOf(other.addr()),
 			}, originOptions{})
-			sink := newSink(t)
+			sink := newFileSink(t)
 			if _, err := o.Fetch(context.Background(), tt.path, validators{}, sink); err != nil {
 				t.Fatalf("Fetch(%q) = %v", tt.path, err)
 			}
-			checkJPEG(t, sinkBytes(t, sink))
+			checkBaselineJPEG(t, fileSinkBytes(t, sink))
 			for _, r := range has.requests() {
 				if r.RequestURI != tt.uri {
 					t.Errorf("%s request URI = %q, want %q", r.Method, r.RequestURI, tt.uri)
@@ -539,20 +542,20 @@ func TestFetchEncodesPath(t *testing.T) {
 func TestFetchThroughProxy(t *testing.T) {
 	for _, form := range []string{"host:port", "http://host:port"} {
 		t.Run(form, func(t *testing.T) {
-			proxy, relayed := forwardProxy(t)
+			proxy, relayed := countingProxy(t)
 			addr := proxy.Listener.Addr().String()
 			setting := strings.Replace(form, "host:port", addr, 1)
-			has := newTestServer(t, filesHandler(map[string][]byte{testPath: testJPEG(t)}))
-			other := newTestServer(t, filesHandler(nil))
-			o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-				"has": cl(has.addr()), "other": cl(other.addr()),
+			has := newNodeServer(t, memFilesHandler(map[string][]byte{probedPath: baselineJPEG(t)}))
+			other := newNodeServer(t, memFilesHandler(nil))
+			o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+				"has": clusterOf(has.addr()), "other": clusterOf(other.addr()),
 			}, originOptions{Proxy: setting})
 
-			sink := newSink(t)
-			if _, err := o.Fetch(context.Background(), testPath, validators{}, sink); err != nil {
+			sink := newFileSink(t)
+			if _, err := o.Fetch(context.Background(), probedPath, validators{}, sink); err != nil {
 				t.Fatalf("Fetch() = %v", err)
 			}
-			checkJPEG(t, sinkBytes(t, sink))
+			checkBaselineJPEG(t, fileSinkBytes(t, sink))
 			reqs := append(has.requests(), other.requests()...)
 			for _, r := range reqs {
 				if r.Header.Get("X-Test-Proxy") != "relayed" {
@@ -569,30 +572,30 @@ func TestFetchThroughProxy(t *testing.T) {
 }
 
 func TestFetchRedirects(t *testing.T) {
-	body := testJPEG(t)
-	outside := newTestServer(t, filesHandler(map[string][]byte{"/new.jpg": body}))
+	body := baselineJPEG(t)
+	outside := newNodeServer(t, memFilesHandler(map[string][]byte{"/new.jpg": body}))
 	mux := http.NewServeMux()
 	mux.Handle("/old.jpg", http.RedirectHandler("/new.jpg", http.StatusMovedPermanently))
 	mux.Handle("/away.jpg", http.RedirectHandler(outside.URL+"/new.jpg", http.StatusFound))
-	mux.Handle("/new.jpg", filesHandler(map[string][]byte{"/new.jpg": body}))
-	has := newTestServer(t, mux)
-	other := newTestServer(t, filesHandler(nil))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
+	mux.Handle("/new.jpg", memFilesHandler(map[string][]byte{"/new.jpg": body}))
+	has := newNodeServer(t, mux)
+	other := newNodeServer(t, memFilesHandler(nil))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
 		"has":   {IPs: []string{has.addr()}, Headers: map[string]string{"Host": "img.test"}},
-		"other": cl(other.addr()),
+		"other": clusterOf(other.addr()),
 	}, originOptions{})
 
-	sink := newSink(t)
+	sink := newFileSink(t)
 	if _, err := o.Fetch(context.Background(), "/old.jpg", validators{}, sink); err != nil {
 		t.Fatalf("Fetch(/old.jpg) = %v, want the redirect within the cluster followed", err)
 	}
-	checkJPEG(t, sinkBytes(t, sink))
+	checkBaselineJPEG(t, fileSinkBytes(t, sink))
 	for _, r := range has.requests() {
 		if r.Host != "img.test" {
 			t.Errorf("%s %s: Host = %q, want img.test", r.Method, r.URL.Path, r.Host)
 		}
 	}
-	_, err := o.Fetch(context.Background(), "/away.jpg", validators{}, newSink(t))
+	_, err := o.Fetch(context.Background(), "/away.jpg", validators{}, newFileSink(t))
 	if !errors.Is(err, errNotFound) {
 		t.Errorf("Fetch(/away.jpg) = %v, want errNotFound", err)
 	}
@@ -602,23 +605,23 @@ func TestFetchRedirects(t *testing.T) {
 }
 
 func TestFetchHTTPSNode(t *testing.T) {
-	body := testJPEG(t)
-	has := newTLSTestServer(t, filesHandler(map[string][]byte{testPath: body}))
-	other := newTestServer(t, filesHandler(nil))
+	body := baselineJPEG(t)
+	has := newTLSNodeServer(t, memFilesHandler(map[string][]byte{probedPath: body}))
+	other := newNodeServer(t, memFilesHandler(nil))
 	clusters := map[string]*ClusterConfig{
 		// httptest's certificate is valid for example.com.
 		"has":   {IPs: []string{has.URL}, Headers: map[string]string{"Host": "example.com"}},
-		"other": cl(other.addr()),
+		"other": clusterOf(other.addr()),
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(has.Certificate())
 
-	o, _ := newTestOrigin(t, clusters, originOptions{tlsRoots: roots})
-	sink := newSink(t)
-	if _, err := o.Fetch(context.Background(), testPath, validators{}, sink); err != nil {
+	o, _ := newOriginForTest(t, clusters, originOptions{tlsRoots: roots})
+	sink := newFileSink(t)
+	if _, err := o.Fetch(context.Background(), probedPath, validators{}, sink); err != nil {
 		t.Fatalf("Fetch() = %v", err)
 	}
-	checkJPEG(t, sinkBytes(t, sink))
+	checkBaselineJPEG(t, fileSinkBytes(t, sink))
 	for _, r := range has.requests() {
 		if r.TLS == nil || r.TLS.ServerName != "example.com" || r.Host != "example.com" {
 			t.Errorf("%s: SNI, Host = %v, %q, want example.com twice", r.Method, r.TLS, r.Host)
@@ -626,15 +629,15 @@ func TestFetchHTTPSNode(t *testing.T) {
 	}
 
 	// With the system roots, the test certificate is not trusted.
-	o, _ = newTestOrigin(t, clusters, originOptions{})
-	_, err := o.Fetch(context.Background(), testPath, validators{}, newSink(t))
+	o, _ = newOriginForTest(t, clusters, originOptions{})
+	_, err := o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
 	if !errors.Is(err, errOriginFailed) || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Fetch() with system roots = %v, want errOriginFailed about the certificate", err)
 	}
 }
 
 func TestFetchLocalDirectory(t *testing.T) {
-	body := testJPEG(t)
+	body := baselineJPEG(t)
 	root := t.TempDir()
 	outside := t.TempDir()
 	write := func(dir, name string) {
@@ -657,13 +660,14 @@ func TestFetchLocalDirectory(t *testing.T) {
 
 	for _, form := range []string{root, "file://" + root} {
 		t.Run(form, func(t *testing.T) {
-			o, _ := newTestOrigin(t, map[string]*ClusterConfig{"c": cl(form)}, originOptions{})
-			sink := newSink(t)
+			clusters := map[string]*ClusterConfig{"c": clusterOf(form)}
+			o, _ := newOriginForTest(t, clusters, originOptions{})
+			sink := newFileSink(t)
 			resp, err := o.Fetch(context.Background(), "/img/a b/été.jpg", validators{}, sink)
 			if err != nil {
 				t.Fatalf("Fetch() = %v", err)
 			}
-			checkJPEG(t, sinkBytes(t, sink))
+			checkBaselineJPEG(t, fileSinkBytes(t, sink))
 			h := resp.Header
 			if h.Get("Last-Modified") != mod.Format(http.TimeFormat) ||
 				h.Get("Content-Type") != "image/jpeg" || h.Get("ETag") == "" {
@@ -672,19 +676,19 @@ func TestFetchLocalDirectory(t *testing.T) {
 			}
 			conds := []validators{{ETag: h.Get("ETag")}, {LastModified: h.Get("Last-Modified")}}
 			for _, v := range conds {
-				resp, err := o.Fetch(context.Background(), "/img/a b/été.jpg", v, newSink(t))
+				resp, err := o.Fetch(context.Background(), "/img/a b/été.jpg", v, newFileSink(t))
 				if err != nil || resp.Status != http.StatusNotModified {
 					t.Errorf("Fetch(%+v) = %v, %v, want 304", v, resp, err)
 				}
 			}
 			missing := []string{"/missing.jpg", "/img", "/link.jpg", "/img/a b/été.jpg/x"}
 			for _, p := range missing {
-				_, err := o.Fetch(context.Background(), p, validators{}, newSink(t))
+				_, err := o.Fetch(context.Background(), p, validators{}, newFileSink(t))
 				if !errors.Is(err, errNotFound) {
 					t.Errorf("Fetch(%s) = %v, want errNotFound", p, err)
 				}
 			}
-			_, err = o.Fetch(context.Background(), "/img/../../x", validators{}, newSink(t))
+			_, err = o.Fetch(context.Background(), "/img/../../x", validators{}, newFileSink(t))
 			if !errors.Is(err, errBadOriginPath) {
 				t.Errorf("Fetch(/img/../../x) = %v, want errBadOriginPath", err)
 			}
@@ -693,69 +697,69 @@ func TestFetchLocalDirectory(t *testing.T) {
 }
 
 func TestFetchLocalAndHTTPClusters(t *testing.T) {
-	body := testJPEG(t)
-	has := newTestServer(t, filesHandler(map[string][]byte{testPath: body}))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-		"disk": cl(t.TempDir()), "web": cl(has.addr()),
+	body := baselineJPEG(t)
+	has := newNodeServer(t, memFilesHandler(map[string][]byte{probedPath: body}))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"disk": clusterOf(t.TempDir()), "web": clusterOf(has.addr()),
 	}, originOptions{MaxBodyBytes: 100000})
-	sink := newSink(t)
-	resp, err := o.Fetch(context.Background(), testPath, validators{}, sink)
+	sink := newFileSink(t)
+	resp, err := o.Fetch(context.Background(), probedPath, validators{}, sink)
 	if err != nil || resp.Cluster != "web" {
 		t.Fatalf("Fetch() = %+v, %v, want it from cluster web", resp, err)
 	}
-	checkJPEG(t, sinkBytes(t, sink))
+	checkBaselineJPEG(t, fileSinkBytes(t, sink))
 }
 
 func TestFetchClientGoesAway(t *testing.T) {
-	hang, started := hangHandler(t)
-	slow := newTestServer(t, hang)
-	other := newTestServer(t, filesHandler(nil))
-	o, clk := newTestOrigin(t, map[string]*ClusterConfig{
-		"slow": cl(slow.addr()), "other": cl(other.addr()),
+	hang, started := hangingHandler(t)
+	slow := newNodeServer(t, hang)
+	other := newNodeServer(t, memFilesHandler(nil))
+	o, clk := newOriginForTest(t, map[string]*ClusterConfig{
+		"slow": clusterOf(slow.addr()), "other": clusterOf(other.addr()),
 	}, originOptions{})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-started; cancel() }()
-	_, err := o.Fetch(ctx, testPath, validators{}, newSink(t))
+	_, err := o.Fetch(ctx, probedPath, validators{}, newFileSink(t))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Fetch() = %v, want context.Canceled", err)
 	}
-	if !findNode(t, o, "slow", slow.addr()).health.up(clk.now()) {
+	if !nodeNamed(t, o, "slow", slow.addr()).health.up(clk.now()) {
 		t.Errorf("node is backing off after the client left, want it up")
 	}
 }
 
 func TestFetchRemembersLocationUntilItMoves(t *testing.T) {
-	body := testJPEG(t)
-	files1 := map[string][]byte{testPath: body}
+	body := baselineJPEG(t)
+	files1 := map[string][]byte{probedPath: body}
 	var mu sync.Mutex
-	s1 := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s1 := newNodeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		h := filesHandler(files1)
+		h := memFilesHandler(files1)
 		mu.Unlock()
 		h.ServeHTTP(w, r)
 	}))
-	s2 := newTestServer(t, filesHandler(map[string][]byte{testPath: body}))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-		"c1": cl(s1.addr()), "c2": cl(s2.addr()),
+	s2 := newNodeServer(t, memFilesHandler(map[string][]byte{probedPath: body}))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"c1": clusterOf(s1.addr()), "c2": clusterOf(s2.addr()),
 	}, originOptions{})
 	// c1 must win the first round: hold c2 out by making it down.
-	findNode(t, o, "c2", s2.addr()).health.markDown(o.now(), false, time.Hour, time.Hour)
-	if resp, err := o.Fetch(context.Background(), testPath, validators{}, newSink(t)); err != nil ||
-		resp.Cluster != "c1" {
+	nodeNamed(t, o, "c2", s2.addr()).health.markDown(o.now(), false, time.Hour, time.Hour)
+	resp, err := o.Fetch(context.Background(), probedPath, validators{}, newFileSink(t))
+	if err != nil || resp.Cluster != "c1" {
 		t.Fatalf("Fetch() = %+v, %v, want it from c1", resp, err)
 	}
-	findNode(t, o, "c2", s2.addr()).health.markUp()
+	nodeNamed(t, o, "c2", s2.addr()).health.markUp()
 
 	mu.Lock()
 	files1 = map[string][]byte{} // the file moves to c2
 	mu.Unlock()
-	sink := newSink(t)
-	resp, err := o.Fetch(context.Background(), testPath, validators{}, sink)
+	sink := newFileSink(t)
+	resp, err = o.Fetch(context.Background(), probedPath, validators{}, sink)
 	if err != nil || resp.Cluster != "c2" {
 		t.Fatalf("Fetch() after the move = %+v, %v, want it from c2", resp, err)
 	}
-	checkJPEG(t, sinkBytes(t, sink))
+	checkBaselineJPEG(t, fileSinkBytes(t, sink))
 	// c1: a HEAD and a GET, then the remembered GET (a 404); c2 the new round.
 	g1, h2, g2 := s1.gets.Load(), s2.heads.Load(), s2.gets.Load()
 	if g1 != 2 || h2 != 1 || g2 != 1 {
@@ -764,75 +768,76 @@ func TestFetchRemembersLocationUntilItMoves(t *testing.T) {
 }
 
 func TestFetchHangingGETTriesSibling(t *testing.T) {
-	body := testJPEG(t)
-	files := filesHandler(map[string][]byte{testPath: body})
-	hang, started := hangHandler(t)
+	body := baselineJPEG(t)
+	files := memFilesHandler(map[string][]byte{probedPath: body})
+	hang, started := hangingHandler(t)
 	// slow wins the probe and never answers the GET; good serves it.
-	slow := newTestServer(t, byMethod(files, hang))
-	good := newTestServer(t, byMethod(statusHandler(http.StatusServiceUnavailable), files))
-	other := newTestServer(t, filesHandler(nil))
-	o, clk := newTestOrigin(t, map[string]*ClusterConfig{
-		"c1": cl(slow.addr(), good.addr()), "c2": cl(other.addr()),
+	slow := newNodeServer(t, headOrGet(files, hang))
+	good := newNodeServer(t, headOrGet(statusOnly(http.StatusServiceUnavailable), files))
+	other := newNodeServer(t, memFilesHandler(nil))
+	o, clk := newOriginForTest(t, map[string]*ClusterConfig{
+		"c1": clusterOf(slow.addr(), good.addr()), "c2": clusterOf(other.addr()),
 	}, originOptions{FetchTimeout: 300 * time.Millisecond})
 
 	for round := 1; round <= 2; round++ {
-		sink := newSink(t)
-		resp, err := o.Fetch(context.Background(), testPath, validators{}, sink)
+		sink := newFileSink(t)
+		resp, err := o.Fetch(context.Background(), probedPath, validators{}, sink)
 		if err != nil || resp.Node != good.addr() {
 			t.Fatalf("round %d: Fetch() = %+v, %v, want it from %s", round, resp, err, good.addr())
 		}
-		checkJPEG(t, sinkBytes(t, sink))
+		checkBaselineJPEG(t, fileSinkBytes(t, sink))
 	}
-	awaitStart(t, started)
+	awaitHang(t, started)
 	// The second round went straight to the node that served the first.
 	if got := slow.gets.Load(); got != 1 {
 		t.Errorf("GETs on the hanging node = %d, want 1", got)
 	}
-	n := findNode(t, o, "c1", slow.addr())
+	n := nodeNamed(t, o, "c1", slow.addr())
 	if n.health.up(clk.now()) || n.health.lastKind() != errOriginTimeout {
 		t.Errorf("hanging node: up = %v, last failure %v, want down after a timeout",
 			n.health.up(clk.now()), n.health.lastKind())
 	}
 }
 
-// plainSink is a sink that cannot be read back, unlike an *os.File.
-type plainSink struct{ f *os.File }
+// unreadableSink is a sink that cannot be read back, unlike an *os.File.
+type unreadableSink struct{ f *os.File }
 
-func (s plainSink) Write(p []byte) (int, error)           { return s.f.Write(p) }
-func (s plainSink) Truncate(n int64) error                { return s.f.Truncate(n) }
-func (s plainSink) Seek(off int64, wh int) (int64, error) { return s.f.Seek(off, wh) }
+func (s unreadableSink) Write(p []byte) (int, error)           { return s.f.Write(p) }
+func (s unreadableSink) Truncate(n int64) error                { return s.f.Truncate(n) }
+func (s unreadableSink) Seek(off int64, wh int) (int64, error) { return s.f.Seek(off, wh) }
 
 func TestFetchCoalescesWithUnreadableSinks(t *testing.T) {
 	const callers = 5
-	body := testJPEG(t)
+	body := baselineJPEG(t)
 	gate := make(chan struct{})
-	files := filesHandler(map[string][]byte{testPath: body})
-	has := newTestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	files := memFilesHandler(map[string][]byte{probedPath: body})
+	has := newNodeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
 			<-gate
 		}
 		files.ServeHTTP(w, r)
 	}))
-	hasNot := newTestServer(t, filesHandler(nil))
-	o, _ := newTestOrigin(t, map[string]*ClusterConfig{
-		"a": cl(has.addr()), "b": cl(hasNot.addr()),
+	hasNot := newNodeServer(t, memFilesHandler(nil))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"a": clusterOf(has.addr()), "b": clusterOf(hasNot.addr()),
 	}, originOptions{})
 
 	sinks := make([]*os.File, callers)
 	errs := make([]error, callers)
 	var wg sync.WaitGroup
 	for i := range callers {
-		sinks[i] = newSink(t)
+		sinks[i] = newFileSink(t)
 		wg.Go(func() {
-			_, errs[i] = o.Fetch(context.Background(), testPath, validators{}, plainSink{sinks[i]})
+			sink := unreadableSink{sinks[i]}
+			_, errs[i] = o.Fetch(context.Background(), probedPath, validators{}, sink)
 		})
 	}
-	waitFor(t, func() bool { return o.flights.callers(testPath, validators{}) == callers })
+	waitUntil(t, func() bool { return o.flights.callers(probedPath, validators{}) == callers })
 	close(gate)
 	wg.Wait()
 
 	for i := range callers {
-		if errs[i] != nil || !bytes.Equal(sinkBytes(t, sinks[i]), body) {
+		if errs[i] != nil || !bytes.Equal(fileSinkBytes(t, sinks[i]), body) {
 			t.Fatalf("Fetch() #%d = %v, or its sink does not hold the file", i, errs[i])
 		}
 	}

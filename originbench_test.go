@@ -8,23 +8,24 @@ import (
 	"testing"
 )
 
-// benchOrigins returns an origin of two HTTP clusters, one holding testPath,
+// benchOrigins returns an origin of two HTTP clusters, one holding probedPath,
 // and a local one.
 func benchOrigins(b *testing.B) (web, local *Origin) {
 	b.Helper()
-	body := testJPEG(b)
-	has := httptest.NewServer(filesHandler(map[string][]byte{testPath: body}))
+	body := baselineJPEG(b)
+	has := httptest.NewServer(memFilesHandler(map[string][]byte{probedPath: body}))
 	b.Cleanup(has.Close)
 	not := httptest.NewServer(http.NotFoundHandler())
 	b.Cleanup(not.Close)
 	web, err := newOrigin("bench", map[string]*ClusterConfig{
-		"has": cl(has.Listener.Addr().String()), "not": cl(not.Listener.Addr().String()),
+		"has": clusterOf(has.Listener.Addr().String()),
+		"not": clusterOf(not.Listener.Addr().String()),
 	}, originOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(web.Close)
-	local, err = newOrigin("local", map[string]*ClusterConfig{"c": cl("./testdata")},
+	local, err = newOrigin("local", map[string]*ClusterConfig{"c": clusterOf("./testdata")},
 		originOptions{})
 	if err != nil {
 		b.Fatal(err)
@@ -34,7 +35,7 @@ func benchOrigins(b *testing.B) (web, local *Origin) {
 }
 
 func benchFetch(b *testing.B, o *Origin, path string, forget bool) {
-	sink := newSink(b)
+	sink := newFileSink(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if forget {
@@ -50,13 +51,13 @@ func benchFetch(b *testing.B, o *Origin, path string, forget bool) {
 // clusters, then a GET.
 func BenchmarkFetchProbeRound(b *testing.B) {
 	web, _ := benchOrigins(b)
-	benchFetch(b, web, testPath, true)
+	benchFetch(b, web, probedPath, true)
 }
 
 // BenchmarkFetchRemembered is a fetch of a remembered location: one GET.
 func BenchmarkFetchRemembered(b *testing.B) {
 	web, _ := benchOrigins(b)
-	benchFetch(b, web, testPath, false)
+	benchFetch(b, web, probedPath, false)
 }
 
 // BenchmarkFetchLocal is a fetch from a local directory node.

@@ -19,12 +19,12 @@ import (
 	"time"
 )
 
-// testModTime is the Last-Modified of every file a testServer serves.
-var testModTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+// nodeModTime is the Last-Modified of every file a nodeServer serves.
+var nodeModTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// testServer is an origin node on 127.0.0.1 that counts and records the
+// nodeServer is an origin node on 127.0.0.1 that counts and records the
 // requests it receives before handing them to its handler.
-type testServer struct {
+type nodeServer struct {
 	*httptest.Server
 	heads, gets atomic.Int64
 
@@ -32,19 +32,19 @@ type testServer struct {
 	reqs []*http.Request
 }
 
-// newTestServer starts a plain HTTP node serving h.
-func newTestServer(t *testing.T, h http.Handler) *testServer {
+// newNodeServer starts a plain HTTP node serving h.
+func newNodeServer(t *testing.T, h http.Handler) *nodeServer {
 	t.Helper()
-	s := &testServer{}
+	s := &nodeServer{}
 	s.Server = httptest.NewServer(s.wrap(h))
 	t.Cleanup(s.Close)
 	return s
 }
 
-// newTLSTestServer starts an HTTPS node serving h.
-func newTLSTestServer(t *testing.T, h http.Handler) *testServer {
+// newTLSNodeServer starts an HTTPS node serving h.
+func newTLSNodeServer(t *testing.T, h http.Handler) *nodeServer {
 	t.Helper()
-	s := &testServer{}
+	s := &nodeServer{}
 	s.Server = httptest.NewUnstartedServer(s.wrap(h))
 	s.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes a test makes fail
 	s.StartTLS()
@@ -52,7 +52,7 @@ func newTLSTestServer(t *testing.T, h http.Handler) *testServer {
 	return s
 }
 
-func (s *testServer) wrap(h http.Handler) http.Handler {
+func (s *nodeServer) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodHead:
@@ -68,39 +68,39 @@ func (s *testServer) wrap(h http.Handler) http.Handler {
 }
 
 // addr returns the node as host:port.
-func (s *testServer) addr() string { return s.Listener.Addr().String() }
+func (s *nodeServer) addr() string { return s.Listener.Addr().String() }
 
 // requests returns a copy of the requests received so far.
-func (s *testServer) requests() []*http.Request {
+func (s *nodeServer) requests() []*http.Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]*http.Request(nil), s.reqs...)
 }
 
-// filesHandler serves files from memory with an ETag and a Last-Modified,
+// memFilesHandler serves files from memory with an ETag and a Last-Modified,
 // answering HEAD and conditional requests the way net/http does.
-func filesHandler(files map[string][]byte) http.Handler {
+func memFilesHandler(files map[string][]byte) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, ok := files[r.URL.Path]
 		if !ok {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("ETag", etagOf(b))
+		w.Header().Set("ETag", testETag(b))
 		w.Header().Set("Content-Type", "image/jpeg")
-		http.ServeContent(w, r, path.Base(r.URL.Path), testModTime, bytes.NewReader(b))
+		http.ServeContent(w, r, path.Base(r.URL.Path), nodeModTime, bytes.NewReader(b))
 	})
 }
 
-// statusHandler answers every request with status.
-func statusHandler(status int) http.Handler {
+// statusOnly answers every request with status.
+func statusOnly(status int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, http.StatusText(status), status)
 	})
 }
 
-// byMethod sends HEAD requests to head and the rest to get.
-func byMethod(head, get http.Handler) http.Handler {
+// headOrGet sends HEAD requests to head and the rest to get.
+func headOrGet(head, get http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
 			head.ServeHTTP(w, r)
@@ -110,9 +110,9 @@ func byMethod(head, get http.Handler) http.Handler {
 	})
 }
 
-// hangHandler accepts requests and never answers them until the client
+// hangingHandler accepts requests and never answers them until the client
 // goes away or the test ends; started receives one value per request.
-func hangHandler(t *testing.T) (http.Handler, <-chan struct{}) {
+func hangingHandler(t *testing.T) (http.Handler, <-chan struct{}) {
 	started := make(chan struct{}, 100)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // runs before the server's Close
@@ -126,10 +126,10 @@ func hangHandler(t *testing.T) (http.Handler, <-chan struct{}) {
 	return h, started
 }
 
-func etagOf(b []byte) string { return fmt.Sprintf(`"%x"`, sha256.Sum256(b)) }
+func testETag(b []byte) string { return fmt.Sprintf(`"%x"`, sha256.Sum256(b)) }
 
-// testJPEG returns the bytes of testdata/baseline.jpg, a 128x128 JPEG.
-func testJPEG(t testing.TB) []byte {
+// baselineJPEG returns the bytes of testdata/baseline.jpg, a 128x128 JPEG.
+func baselineJPEG(t testing.TB) []byte {
 	t.Helper()
 	b, err := os.ReadFile("testdata/baseline.jpg")
 	if err != nil {
@@ -138,11 +138,12 @@ func testJPEG(t testing.TB) []byte {
 	return b
 }
 
-// checkJPEG fails unless b is the 128x128 test JPEG, decoded.
-func checkJPEG(t *testing.T, b []byte) {
+// checkBaselineJPEG fails unless b is the 128x128 test JPEG, decoded.
+func checkBaselineJPEG(t *testing.T, b []byte) {
 	t.Helper()
-	if !bytes.Equal(b, testJPEG(t)) {
-		t.Fatalf("body is %d bytes, not the %d of testdata/baseline.jpg", len(b), len(testJPEG(t)))
+	if !bytes.Equal(b, baselineJPEG(t)) {
+		t.Fatalf("body is %d bytes, not the %d of testdata/baseline.jpg",
+			len(b), len(baselineJPEG(t)))
 	}
 	img, err := jpeg.Decode(bytes.NewReader(b))
 	if err != nil {
@@ -153,8 +154,8 @@ func checkJPEG(t *testing.T, b []byte) {
 	}
 }
 
-// newSink returns an empty temporary file to fetch into.
-func newSink(t testing.TB) *os.File {
+// newFileSink returns an empty temporary file to fetch into.
+func newFileSink(t testing.TB) *os.File {
 	t.Helper()
 	f, err := os.CreateTemp(t.TempDir(), "sink")
 	if err != nil {
@@ -164,8 +165,8 @@ func newSink(t testing.TB) *os.File {
 	return f
 }
 
-// sinkBytes returns what a sink file holds.
-func sinkBytes(t testing.TB, f *os.File) []byte {
+// fileSinkBytes returns what a sink file holds.
+func fileSinkBytes(t testing.TB, f *os.File) []byte {
 	t.Helper()
 	b, err := os.ReadFile(f.Name())
 	if err != nil {
@@ -174,31 +175,31 @@ func sinkBytes(t testing.TB, f *os.File) []byte {
 	return b
 }
 
-// testClock is a clock that moves only when told to.
-type testClock struct {
+// fakeClock is a clock that moves only when told to.
+type fakeClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *testClock) now() time.Time {
+func (c *fakeClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
 }
 
-func (c *testClock) advance(d time.Duration) {
+func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
 }
 
-// cl returns a cluster of the given nodes.
-func cl(nodes ...string) *ClusterConfig { return &ClusterConfig{IPs: nodes} }
+// clusterOf returns a cluster of the given nodes.
+func clusterOf(nodes ...string) *ClusterConfig { return &ClusterConfig{IPs: nodes} }
 
-// newTestOrigin builds origin "test" with generous timeouts unless opt sets
+// newOriginForTest builds origin "test" with generous timeouts unless opt sets
 // them, on a test clock.
-func newTestOrigin(t *testing.T, clusters map[string]*ClusterConfig,
-	opt originOptions) (*Origin, *testClock) {
+func newOriginForTest(t *testing.T, clusters map[string]*ClusterConfig,
+	opt originOptions) (*Origin, *fakeClock) {
 	t.Helper()
 	if opt.ProbeTimeout == 0 {
 		opt.ProbeTimeout = 5 * time.Second
@@ -214,13 +215,13 @@ func newTestOrigin(t *testing.T, clusters map[string]*ClusterConfig,
 		t.Fatalf("newOrigin() = %v", err)
 	}
 	t.Cleanup(o.Close)
-	clk := &testClock{t: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
+	clk := &fakeClock{t: time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)}
 	o.now = clk.now
 	return o, clk
 }
 
-// findNode returns the node of o's cluster cname configured as name.
-func findNode(t *testing.T, o *Origin, cname, name string) *node {
+// nodeNamed returns the node of o's cluster cname configured as name.
+func nodeNamed(t *testing.T, o *Origin, cname, name string) *node {
 	t.Helper()
 	for _, c := range o.clusters {
 		for _, n := range c.nodes {
@@ -233,9 +234,9 @@ func findNode(t *testing.T, o *Origin, cname, name string) *node {
 	return nil
 }
 
-// forwardProxy starts an HTTP forward proxy on 127.0.0.1 that counts the
+// countingProxy starts an HTTP forward proxy on 127.0.0.1 that counts the
 // requests it relays.
-func forwardProxy(t *testing.T) (*httptest.Server, *atomic.Int64) {
+func countingProxy(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var n atomic.Int64
 	tr := &http.Transport{} // no proxy of its own

@@ -71,7 +71,7 @@ func (o *Origin) probeLocal(c *cluster, n *node, path string, v validators) prob
 		return o.localResult(r, path, err)
 	}
 	r.status, r.header = http.StatusOK, localHeader(fi)
-	if notModified(v, r.header.Get("ETag"), fi.ModTime()) {
+	if localNotModified(v, r.header.Get("ETag"), fi.ModTime()) {
 		r.status = http.StatusNotModified
 	}
 	return r
@@ -106,7 +106,7 @@ func (o *Origin) getLocal(ctx context.Context, c *cluster, n *node, path string,
 	defer f.Close()
 	resp := &originResponse{Status: http.StatusOK, Header: localHeader(fi),
 		Node: n.name, Cluster: c.name}
-	if notModified(v, resp.Header.Get("ETag"), fi.ModTime()) {
+	if localNotModified(v, resp.Header.Get("ETag"), fi.ModTime()) {
 		resp.Status = http.StatusNotModified
 		return resp, nil
 	}
@@ -153,10 +153,10 @@ func localHeader(fi fs.FileInfo) http.Header {
 	return h
 }
 
-// notModified evaluates stored validators against a file's current ones as
+// localNotModified evaluates stored validators against a file's current ones as
 // RFC 9110 13.2.2 orders it: If-None-Match (weak comparison) when an ETag is
 // known, else If-Modified-Since at one-second precision.
-func notModified(v validators, etag string, mod time.Time) bool {
+func localNotModified(v validators, etag string, mod time.Time) bool {
 	if v.ETag != "" {
 		return strings.TrimPrefix(v.ETag, "W/") == strings.TrimPrefix(etag, "W/")
 	}

@@ -12,9 +12,9 @@ import (
 	"time"
 )
 
-// location is what the memo knows of a path: the cluster and node that
+// pathLocation is what the memo knows of a path: the cluster and node that
 // answered, or, when found is false, that no cluster has it.
-type location struct {
+type pathLocation struct {
 	path    string
 	c       *cluster
 	n       *node
@@ -37,28 +37,28 @@ func newLocationMemo(max int) *locationMemo {
 }
 
 // get returns the location of path if it is known and has not expired at now.
-func (m *locationMemo) get(path string, now time.Time) (location, bool) {
+func (m *locationMemo) get(path string, now time.Time) (pathLocation, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.m[path]
 	if !ok {
-		return location{}, false
+		return pathLocation{}, false
 	}
-	loc := e.Value.(*location)
+	loc := e.Value.(*pathLocation)
 	if !now.Before(loc.expires) {
 		m.removeLocked(e)
-		return location{}, false
+		return pathLocation{}, false
 	}
 	m.ll.MoveToFront(e)
 	return *loc, true
 }
 
 // put stores loc, replacing what was known of its path.
-func (m *locationMemo) put(loc location) {
+func (m *locationMemo) put(loc pathLocation) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e, ok := m.m[loc.path]; ok {
-		*e.Value.(*location) = loc
+		*e.Value.(*pathLocation) = loc
 		m.ll.MoveToFront(e)
 		return
 	}
@@ -86,10 +86,10 @@ func (m *locationMemo) len() int {
 
 func (m *locationMemo) removeLocked(e *list.Element) {
 	m.ll.Remove(e)
-	delete(m.m, e.Value.(*location).path)
+	delete(m.m, e.Value.(*pathLocation).path)
 }
 
-// flightGroup collapses concurrent Fetch calls for the same path and
+// fetchGroup collapses concurrent Fetch calls for the same path and
 // validators. The first caller (the leader) fetches into its own sink;
 // callers arriving before it finishes (followers) wait, then copy the body
 // from the leader's sink when it is an io.ReaderAt, and the leader returns
@@ -97,13 +97,13 @@ func (m *locationMemo) removeLocked(e *list.Element) {
 // fetches on its own (the location is known by then, so that costs a GET and
 // no probe). When the leader's caller goes away, the followers start over.
 // The zero value is ready to use and it is safe for concurrent use.
-type flightGroup struct {
+type fetchGroup struct {
 	mu sync.Mutex // guards m and every flight's callers
-	m  map[string]*flight
+	m  map[string]*fetchFlight
 }
 
-// flight is one Fetch in progress and, once done is closed, its result.
-type flight struct {
+// fetchFlight is one Fetch in progress and, once done is closed, its result.
+type fetchFlight struct {
 	done    chan struct{}
 	resp    *originResponse
 	err     error
@@ -122,14 +122,14 @@ const (
 	followAlone                     // fetch alone, outside the group
 )
 
-func flightKey(path string, v validators) string {
+func fetchFlightKey(path string, v validators) string {
 	return path + "\x00" + v.ETag + "\x00" + v.LastModified
 }
 
 // do runs o.fetch once for concurrent callers with the same key.
-func (g *flightGroup) do(ctx context.Context, o *Origin, path string, v validators,
+func (g *fetchGroup) do(ctx context.Context, o *Origin, path string, v validators,
 	sink fetchSink) (*originResponse, error) {
-	key := flightKey(path, v)
+	key := fetchFlightKey(path, v)
 	g.mu.Lock()
 	if f, ok := g.m[key]; ok {
 		f.callers++
@@ -147,9 +147,9 @@ func (g *flightGroup) do(ctx context.Context, o *Origin, path string, v validato
 		return resp, err
 	}
 	if g.m == nil {
-		g.m = map[string]*flight{}
+		g.m = map[string]*fetchFlight{}
 	}
-	f := &flight{done: make(chan struct{}), callers: 1}
+	f := &fetchFlight{done: make(chan struct{}), callers: 1}
 	g.m[key] = f
 	g.mu.Unlock()
 
@@ -166,17 +166,17 @@ func (g *flightGroup) do(ctx context.Context, o *Origin, path string, v validato
 
 // callers returns how many calls wait on the flight for path and v; tests
 // use it to start an origin answer once every caller has joined.
-func (g *flightGroup) callers(path string, v validators) int {
+func (g *fetchGroup) callers(path string, v validators) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if f, ok := g.m[flightKey(path, v)]; ok {
+	if f, ok := g.m[fetchFlightKey(path, v)]; ok {
 		return f.callers
 	}
 	return 0
 }
 
 // follow waits for the leader and copies its answer into sink.
-func (f *flight) follow(ctx context.Context,
+func (f *fetchFlight) follow(ctx context.Context,
 	sink fetchSink) (*originResponse, error, followResult) {
 	select {
 	case <-f.done:

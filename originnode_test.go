@@ -186,7 +186,7 @@ func TestLocationMemoBoundedAndExpiring(t *testing.T) {
 	m := newLocationMemo(2)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, p := range []string{"/a", "/b", "/c"} {
-		m.put(location{path: p, found: true, expires: now.Add(time.Minute)})
+		m.put(pathLocation{path: p, found: true, expires: now.Add(time.Minute)})
 	}
 	if _, ok := m.get("/a", now); ok || m.len() != 2 {
 		t.Errorf("memo of 2 kept /a after 3 puts (len %d)", m.len())

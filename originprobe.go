@@ -219,7 +219,7 @@ func (o *Origin) nodeFailed(ctx, actx context.Context, c *cluster, n *node, op s
 	if errors.Is(actx.Err(), context.Canceled) {
 		return fmt.Errorf("%s: %w: cancelled", where, errOriginFailed)
 	}
-	timeout := errors.Is(actx.Err(), context.DeadlineExceeded) || isTimeout(err)
+	timeout := errors.Is(actx.Err(), context.DeadlineExceeded) || isNetTimeout(err)
 	kind := errOriginFailed
 	if timeout {
 		kind = errOriginTimeout
@@ -240,8 +240,8 @@ func (o *Origin) warn(c *cluster, n *node, op string, err error) {
 		"op", op, "reason", err.Error())
 }
 
-// isTimeout reports whether err is a network timeout.
-func isTimeout(err error) bool {
+// isNetTimeout reports whether err is a network timeout.
+func isNetTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
