@@ -846,3 +846,63 @@ func TestFetchCoalescesWithUnreadableSinks(t *testing.T) {
 		t.Errorf("HEADs, GETs = %d, %d, want 1, %d", h, g, callers)
 	}
 }
+
+func TestFetchFollowersOutliveLeavingLeader(t *testing.T) {
+	const followers = 3
+	body := baselineJPEG(t)
+	gate := make(chan struct{})
+	arrived := make(chan struct{}, 10)
+	files := memFilesHandler(map[string][]byte{probedPath: body})
+	has := newNodeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			arrived <- struct{}{}
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		files.ServeHTTP(w, r)
+	}))
+	hasNot := newNodeServer(t, memFilesHandler(nil))
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"a": clusterOf(has.addr()), "b": clusterOf(hasNot.addr()),
+	}, originOptions{})
+	joined := func(n int) func() bool {
+		return func() bool { return o.flights.callers(probedPath, validators{}) == n }
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	leaderErr := make(chan error, 1)
+	go func() {
+		_, err := o.Fetch(ctx, probedPath, validators{}, newFileSink(t))
+		leaderErr <- err
+	}()
+	awaitHang(t, arrived)
+	sinks := make([]*os.File, followers)
+	errs := make([]error, followers)
+	var wg sync.WaitGroup
+	for i := range followers {
+		sinks[i] = newFileSink(t)
+		wg.Go(func() {
+			_, errs[i] = o.Fetch(context.Background(), probedPath, validators{}, sinks[i])
+		})
+	}
+	waitUntil(t, joined(followers+1))
+	cancel()
+	if err := <-leaderErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leader's Fetch() = %v, want context.Canceled", err)
+	}
+	waitUntil(t, joined(followers)) // they start over together
+	close(gate)
+	wg.Wait()
+
+	for i := range followers {
+		if errs[i] != nil || !bytes.Equal(fileSinkBytes(t, sinks[i]), body) {
+			t.Fatalf("follower %d: Fetch() = %v, or its sink does not hold the file", i, errs[i])
+		}
+	}
+	if h, g := has.heads.Load(), has.gets.Load(); h != 2 || g != 1 {
+		t.Errorf("HEADs, GETs = %d, %d, want 2 (one per round), 1", h, g)
+	}
+}

@@ -107,7 +107,7 @@ type fetchFlight struct {
 	done    chan struct{}
 	resp    *originResponse
 	err     error
-	gone    bool           // the leader's caller left: followers start over
+	gone    bool           // the leader's caller left (or it panicked): start over
 	src     io.ReaderAt    // the leader's sink, or nil
 	copies  sync.WaitGroup // followers still reading src
 	callers int            // leader and followers so far; for tests
@@ -136,7 +136,7 @@ func (g *fetchGroup) do(ctx context.Context, o *Origin, path string, v validator
 		f.copies.Add(1) // before the leader's Wait: it waits only after deleting f
 		g.mu.Unlock()
 		o.stats.Coalesced.Add(1)
-		resp, err, next := f.follow(ctx, sink)
+		resp, next, err := f.follow(ctx, sink)
 		f.copies.Done()
 		switch next {
 		case followAgain:
@@ -149,19 +149,25 @@ func (g *fetchGroup) do(ctx context.Context, o *Origin, path string, v validator
 	if g.m == nil {
 		g.m = map[string]*fetchFlight{}
 	}
-	f := &fetchFlight{done: make(chan struct{}), callers: 1}
+	f := &fetchFlight{done: make(chan struct{}), callers: 1, gone: true}
 	g.m[key] = f
 	g.mu.Unlock()
+	defer g.land(key, f) // deferred: followers are released even if fetch panics
 
 	f.resp, f.err = o.fetch(ctx, path, v, sink)
 	f.gone = f.err != nil && ctx.Err() != nil
 	f.src, _ = sink.(io.ReaderAt)
+	return f.resp, f.err
+}
+
+// land ends flight f: later callers start a new one, and the followers get
+// f's result. It returns once they have copied what they need of it.
+func (g *fetchGroup) land(key string, f *fetchFlight) {
 	g.mu.Lock()
 	delete(g.m, key)
 	g.mu.Unlock()
 	close(f.done)
 	f.copies.Wait()
-	return f.resp, f.err
 }
 
 // callers returns how many calls wait on the flight for path and v; tests
@@ -177,36 +183,36 @@ func (g *fetchGroup) callers(path string, v validators) int {
 
 // follow waits for the leader and copies its answer into sink.
 func (f *fetchFlight) follow(ctx context.Context,
-	sink fetchSink) (*originResponse, error, followResult) {
+	sink fetchSink) (*originResponse, followResult, error) {
 	select {
 	case <-f.done:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for origin: %w", ctx.Err()), followDone
+		return nil, followDone, fmt.Errorf("waiting for origin: %w", ctx.Err())
 	}
 	switch {
 	case f.gone:
-		return nil, nil, followAgain
+		return nil, followAgain, nil
 	case f.err != nil:
-		return nil, f.err, followDone
+		return nil, followDone, f.err
 	case f.resp.Status != http.StatusOK:
-		return f.resp.clone(), nil, followDone
+		return f.resp.clone(), followDone, nil
 	case f.src == nil:
-		return nil, nil, followAlone
+		return nil, followAlone, nil
 	}
 	if err := resetSink(sink); err != nil {
-		return nil, err, followDone
+		return nil, followDone, &sinkError{err}
 	}
 	w := &sinkWriter{w: sink}
 	_, err := io.Copy(w, &ctxReader{ctx: ctx, r: io.NewSectionReader(f.src, 0, f.resp.Size)})
 	switch {
 	case w.err != nil:
-		return nil, fmt.Errorf("writing shared origin body: %w", w.err), followDone
+		return nil, followDone, &sinkError{w.err}
 	case ctx.Err() != nil:
-		return nil, fmt.Errorf("copying shared origin body: %w", ctx.Err()), followDone
+		return nil, followDone, fmt.Errorf("copying shared origin body: %w", ctx.Err())
 	case err != nil:
-		return nil, nil, followAlone // the leader's sink went bad: fetch alone
+		return nil, followAlone, nil // the leader's sink went bad: fetch alone
 	}
-	return f.resp.clone(), nil, followDone
+	return f.resp.clone(), followDone, nil
 }
 
 // clone returns a copy of r whose Header can be changed independently.

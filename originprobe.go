@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -134,14 +135,24 @@ func (o *Origin) noWinner(ctx context.Context, path string, t *probeTally, down 
 	if slices.ContainsFunc(errs, func(e error) bool { return errors.Is(e, errOriginTimeout) }) {
 		kind = errOriginTimeout
 	}
-	return fmt.Errorf("origin %q: locating %s: %w: %w", o.name, path, kind, errors.Join(errs...))
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("origin %q: locating %s: %w: %s", o.name, path, kind,
+		strings.Join(msgs, "; "))
 }
 
-// allDown is the error of a cluster whose nodes are all backing off; its
-// kind is that of the last failure of its first node.
+// allDown is the error of a cluster whose nodes are all backing off: a
+// timeout if any node last failed by timing out, else a failure.
 func allDown(c *cluster) error {
-	return fmt.Errorf("cluster %q: all %d nodes are down: %w",
-		c.name, len(c.nodes), c.nodes[0].health.lastKind())
+	kind := errOriginFailed
+	for _, n := range c.nodes {
+		if n.health.lastKind() == errOriginTimeout {
+			kind = errOriginTimeout
+		}
+	}
+	return fmt.Errorf("cluster %q: none of its %d nodes is up: %w", c.name, len(c.nodes), kind)
 }
 
 // isAbsent reports whether status says "not here": 404, 410, or a redirect
