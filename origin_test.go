@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -243,7 +244,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 func TestFetchTruncatedBodyTriesSibling(t *testing.T) {
 	body := baselineJPEG(t)
 	cut := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Length", "3986")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body[:1000]) // then the handler returns: the connection is closed
 	})
 	// flaky wins the probe and breaks during the body; good then serves it.
