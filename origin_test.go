@@ -572,6 +572,27 @@ func TestFetchThroughProxy(t *testing.T) {
 	}
 }
 
+func TestFetchHTTPSThroughProxy(t *testing.T) {
+	proxy, relayed := countingProxy(t)
+	has := newTLSNodeServer(t, memFilesHandler(map[string][]byte{probedPath: baselineJPEG(t)}))
+	roots := x509.NewCertPool()
+	roots.AddCert(has.Certificate())
+	o, _ := newOriginForTest(t, map[string]*ClusterConfig{
+		"c": {IPs: []string{has.URL}, Headers: map[string]string{"Host": "example.com"}},
+	}, originOptions{Proxy: proxy.URL, tlsRoots: roots})
+
+	sink := newFileSink(t)
+	if _, err := o.Fetch(context.Background(), probedPath, validators{}, sink); err != nil {
+		t.Fatalf("Fetch() = %v", err)
+	}
+	checkBaselineJPEG(t, fileSinkBytes(t, sink))
+	reqs := has.requests()
+	if relayed.Load() != 1 || len(reqs) != 1 || reqs[0].TLS.ServerName != "example.com" {
+		t.Errorf("proxy tunnels, origin requests = %d, %d, want 1, 1 with SNI example.com",
+			relayed.Load(), len(reqs))
+	}
+}
+
 func TestFetchRedirects(t *testing.T) {
 	body := baselineJPEG(t)
 	outside := newNodeServer(t, memFilesHandler(map[string][]byte{"/new.jpg": body}))

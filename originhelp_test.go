@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -243,6 +244,10 @@ func countingProxy(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Cleanup(tr.CloseIdleConnections)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
+		if r.Method == http.MethodConnect {
+			tunnel(w, r)
+			return
+		}
 		if !r.URL.IsAbs() {
 			http.Error(w, "not a proxy request", http.StatusBadRequest)
 			return
@@ -264,4 +269,25 @@ func countingProxy(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	}))
 	t.Cleanup(srv.Close)
 	return srv, &n
+}
+
+// tunnel answers a CONNECT by relaying bytes between the client and r.Host.
+func tunnel(w http.ResponseWriter, r *http.Request) {
+	up, err := net.Dial("tcp", r.Host)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer up.Close()
+	w.WriteHeader(http.StatusOK)
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	done := make(chan struct{})
+	go func() { io.Copy(up, buf); up.Close(); close(done) }()
+	io.Copy(conn, up)
+	conn.Close()
+	<-done
 }
