@@ -453,8 +453,12 @@ func TestPlaceholder(t *testing.T) {
 		t.Error("placeholder written at the real variant's path")
 	}
 
-	// Once the origin has the image, the real one is served.
+	// Once the origin has the image, and the brief memory of its absence
+	// has passed, the real one is served.
 	o.put("/gone.png", testPNG(t, 60, 60, color.NRGBA{200, 0, 0, 255}))
+	for _, org := range k.s.origins {
+		org.memo.forget("/gone.png")
+	}
 	resp, body = k.get(t, "/gone.png/resize-40x.webp")
 	wantStatus(t, resp, body, http.StatusOK)
 	if c := decodeImage(t, body, "webp").At(20, 20); !near(c, 200, 0, 0, 20) {
