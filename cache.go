@@ -114,10 +114,13 @@ func (c *diskCache) lookup(rel string) *entry {
 		return nil
 	}
 	fi, err := os.Stat(p)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+	if err != nil || !fi.Mode().IsRegular() {
 		return nil
 	}
 	if e.legacy {
+		if fi.Size() == 0 {
+			return nil // an emptied file is a miss, not a 404 (spec B12)
+		}
 		e.Size, e.ModTime = fi.Size(), fi.ModTime().UnixNano()
 		e.ContentType = sniffFile(p)
 	} else if fi.Size() != e.Size || fi.ModTime().UnixNano() != e.ModTime {
@@ -135,7 +138,7 @@ func parseMeta(b []byte) (*entry, error) {
 		if err := json.Unmarshal(b[len(metaMagic):], e); err != nil {
 			return nil, fmt.Errorf("sidecar: %w", err)
 		}
-		if e.Status == 0 || e.Size <= 0 {
+		if e.Status == 0 || e.Size < 0 {
 			return nil, errors.New("sidecar: incomplete")
 		}
 		return e, nil

@@ -84,12 +84,11 @@ var heuristicStatus = map[int]bool{
 	404: true, 405: true, 410: true, 414: true, 501: true,
 }
 
-// understoodStatus lists the final status codes this cache stores when the
-// response allows it; others pass through unstored.
-var understoodStatus = map[int]bool{
+// knownStatus lists the status codes whose caching semantics Katana
+// implements, for must-understand (RFC 9111 section 5.2.2.3).
+var knownStatus = map[int]bool{
 	200: true, 203: true, 204: true, 300: true, 301: true, 302: true, 303: true,
-	307: true, 308: true, 400: true, 403: true, 404: true, 405: true, 410: true,
-	414: true, 500: true, 501: true, 502: true, 503: true, 504: true,
+	307: true, 308: true, 404: true, 405: true, 410: true, 414: true, 501: true,
 }
 
 // storePolicy holds the settings that decide storing.
@@ -106,11 +105,15 @@ func (p storePolicy) storable(req *http.Request, status int, h http.Header) (boo
 	switch {
 	case req.Method != http.MethodGet:
 		return false, "method"
-	case !understoodStatus[status]:
+	case status < 200 || status > 599 || status == 206 || status == 304:
 		return false, "status"
-	case rq.has("no-store"), rs.has("no-store"):
+	case rs.has("must-understand") && !knownStatus[status]:
+		return false, "must-understand"
+	case surrogateDirectives(h).has("no-store"):
+		return false, "surrogate no-store"
+	case rq.has("no-store"), rs.has("no-store") && !surrogateDirectives(h).has("max-age"):
 		return false, "no-store"
-	case rs.has("private"):
+	case rs.has("private") && rs["private"] == "":
 		return false, "private"
 	case req.Header.Get("Authorization") != "" &&
 		!rs.has("public") && !rs.has("s-maxage") && !rs.has("must-revalidate"):
@@ -118,7 +121,8 @@ func (p storePolicy) storable(req *http.Request, status int, h http.Header) (boo
 	case varyStar(h):
 		return false, "vary *"
 	}
-	explicit := rs.has("s-maxage") || rs.has("max-age") || h.Get("Expires") != ""
+	explicit := rs.has("s-maxage") || rs.has("max-age") || h.Get("Expires") != "" ||
+		surrogateDirectives(h).has("max-age")
 	if !explicit && !rs.has("public") && !heuristicStatus[status] {
 		return false, "no freshness"
 	}
@@ -134,6 +138,12 @@ func (p storePolicy) storable(req *http.Request, status int, h http.Header) (boo
 // section 4.2.2 allows one: a tenth of the time since Last-Modified, else
 // defaultTTL.
 func (p storePolicy) lifetime(status int, h http.Header, responseTime time.Time) time.Duration {
+	if v, ok, valid := surrogateDirectives(h).seconds("max-age"); ok {
+		if !valid {
+			return 0
+		}
+		return v
+	}
 	d := parseDirectives(h)
 	for _, name := range []string{"s-maxage", "max-age"} {
 		if v, ok, valid := d.seconds(name); ok {
@@ -166,14 +176,31 @@ func (p storePolicy) lifetime(status int, h http.Header, responseTime time.Time)
 // initialAge is corrected_initial_age of RFC 9111 section 4.2.3.
 func initialAge(h http.Header, requestTime, responseTime time.Time) time.Duration {
 	apparent := max(0, responseTime.Sub(headerTime(h, "Date", responseTime)))
-	var ageValue time.Duration
-	if v := h.Get("Age"); v != "" {
-		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n >= 0 {
-			ageValue = time.Duration(min(n, 1<<31)) * time.Second
-		}
+	ageValue, ok := parseAge(h)
+	if !ok {
+		return time.Duration(1<<31) * time.Second // an Age we cannot trust: stale
 	}
 	corrected := ageValue + max(0, responseTime.Sub(requestTime))
 	return max(apparent, corrected)
+}
+
+// parseAge reads the Age header: absent is 0; ok is false when it is there
+// but is not a single non-negative integer (several lines, lists, signs,
+// fractions and parameters all make it invalid).
+func parseAge(h http.Header) (age time.Duration, ok bool) {
+	lines := h.Values("Age")
+	if len(lines) == 0 {
+		return 0, true
+	}
+	v := strings.TrimSpace(lines[0])
+	if len(lines) > 1 || v == "" || strings.Trim(v, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		n = 1 << 31
+	}
+	return time.Duration(min(n, 1<<31)) * time.Second, true
 }
 
 // headerTime parses a date header, or returns def when it is absent or bad.
@@ -257,10 +284,40 @@ func mergeNotModified(stored, fresh http.Header) http.Header {
 	out := stored.Clone()
 	for k, v := range endToEnd(fresh) {
 		switch k {
-		case "Content-Length", "Content-Encoding", "Content-Range", "Content-Type":
+		case "Content-Length", "Content-Encoding", "Content-Range", "Content-Md5", "Etag":
+			// These describe the stored body, which a 304 does not replace.
 			continue
 		}
 		out[k] = v
 	}
 	return out
+}
+
+// surrogateDirectives parses Surrogate-Control, which targets gateway caches
+// such as Katana and takes precedence over Cache-Control for them.
+// A directive may end in ";target" to name the surrogate it is for; Katana
+// takes every directive as meant for it.
+func surrogateDirectives(h http.Header) directives {
+	d := parseDirectives(http.Header{"Cache-Control": h.Values("Surrogate-Control")})
+	for k, v := range d {
+		if i := strings.IndexByte(v, ';'); i >= 0 {
+			d[k] = v[:i]
+		}
+	}
+	return d
+}
+
+// withoutListedFields removes the fields that private="..." and
+// no-cache="..." name: a shared cache must not reuse them without
+// revalidation, so it does not keep them (RFC 9111 5.2.2.4 and 5.2.2.7).
+func withoutListedFields(h http.Header) http.Header {
+	d := parseDirectives(h)
+	for _, name := range []string{"private", "no-cache"} {
+		for _, f := range strings.Split(d[name], ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				h.Del(f)
+			}
+		}
+	}
+	return h
 }

@@ -103,6 +103,11 @@ func (s *server) proxyFetch(ctx context.Context, reqHeader http.Header, m *route
 	defer cancel()
 
 	h := forwardHeader(reqHeader)
+	if !m.action.passThrough {
+		// Image routes share their files with resize actions, which need
+		// the bytes as they are.
+		h.Del("Accept-Encoding")
+	}
 	if old != nil {
 		if etag := old.originETag(); etag != "" {
 			h.Set("If-None-Match", etag)
@@ -281,7 +286,7 @@ func (s *server) staleOnError(old *entry, rel string, err error) (*proxyOutcome,
 func (s *server) reuse(old *entry, r *http.Request) reuseKind {
 	rq := requestDirectives(r.Header)
 	rs := old.directives()
-	if rq.has("no-cache") || rs.has("no-cache") {
+	if rq.has("no-cache") || rs.has("no-cache") && rs["no-cache"] == "" {
 		return reuseNo
 	}
 	if r.Header.Get("Authorization") != "" && !rs.has("public") && !rs.has("s-maxage") &&
@@ -343,7 +348,7 @@ func requestDirectives(h http.Header) directives {
 func forwardHeader(h http.Header) http.Header {
 	out := endToEnd(h)
 	for _, k := range []string{"If-None-Match", "If-Modified-Since", "If-Match",
-		"If-Unmodified-Since", "If-Range", "Range", "Accept-Encoding"} {
+		"If-Unmodified-Since", "If-Range", "Range"} {
 		out.Del(k)
 	}
 	return out

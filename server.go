@@ -448,6 +448,10 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		for k, v := range e.Header {
 			h[k] = append([]string(nil), v...)
 		}
+		h.Del("Surrogate-Control") // meant for Katana, not for clients
+		if res.cache == "hit" || res.cache == "stale" {
+			withoutListedFields(h)
+		}
 	}
 	if h.Get("Content-Type") == "" {
 		h.Set("Content-Type", e.ContentType)
@@ -500,6 +504,7 @@ func (s *server) servePass(w http.ResponseWriter, r *http.Request, out *proxyOut
 	for k, v := range out.header {
 		h[k] = v
 	}
+	h.Del("Surrogate-Control")
 	h.Set("X-Content-Type-Options", "nosniff")
 	if out.status == http.StatusOK {
 		modtime, _ := http.ParseTime(out.header.Get("Last-Modified"))
@@ -610,7 +615,8 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadGateway, "origin image could not be decoded"
 	case errors.Is(err, errTooLarge):
 		return http.StatusBadGateway, "origin file too large"
-	case errors.Is(err, errOriginTimeout), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, errOriginTimeout), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, errOnlyIfCached):
 		return http.StatusGatewayTimeout, "origin timed out"
 	case errors.Is(err, errOriginFailed):
 		return http.StatusBadGateway, "origin failed"
