@@ -213,29 +213,44 @@ func (c *Cleaner) Touch(path string, size int64) {
 	}
 	c.mu.Lock()
 	grew := c.idx.put(rel, size, c.tickLocked(), false)
+	fire := c.growLocked(grew)
 	c.mu.Unlock()
-	if grew > 0 {
-		c.Grew(grew)
+	if fire {
+		c.wake()
 	}
 }
 
-// Grew reports n new bytes in the cache. Once the growth since the last
-// early check passes the growth step, Run checks usage without waiting for
-// its next tick. Touch calls it for the growth it sees.
+// Grew reports n new bytes in the cache that Touch does not see. Once the
+// growth since the last early check passes the growth step, Run checks
+// usage without waiting for its next tick.
 func (c *Cleaner) Grew(n int64) {
 	c.mu.Lock()
-	c.grown += n
-	step := c.growthStepLocked()
-	fire := c.grown >= step
-	if fire {
-		c.grown = 0
-	}
+	fire := c.growLocked(n)
 	c.mu.Unlock()
 	if fire {
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+		c.wake()
+	}
+}
+
+// growLocked adds n bytes of growth and reports whether it is time for an
+// early check. c.mu must be held.
+func (c *Cleaner) growLocked(n int64) bool {
+	if n <= 0 {
+		return false
+	}
+	c.grown += n
+	if c.grown < c.growthStepLocked() {
+		return false
+	}
+	c.grown = 0
+	return true
+}
+
+// wake asks Run for a pass without blocking; one pending request is enough.
+func (c *Cleaner) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
 	}
 }
 

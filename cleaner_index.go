@@ -2,6 +2,7 @@
 package main
 
 import (
+	"hash/maphash"
 	"os"
 	"strings"
 )
@@ -12,15 +13,20 @@ import (
 //
 // Memory is kept small for millions of entries: directory strings are
 // interned once (an entry holds a 4-byte directory id and its base name), the
-// entries live in one dense slice, and the LRU order is a binary min-heap of
-// slice positions ordered by access time.
+// entries live in one dense slice found through a map keyed by a 64-bit hash
+// of (directory, name) rather than by the strings, and the LRU order is a
+// binary min-heap of slice positions ordered by access time. The rare key
+// whose hash is already taken goes to a small overflow map.
 //
 // An lruIndex is not safe for concurrent use; the Cleaner guards it with its
 // mutex. The zero value is not ready: use newLRUIndex.
 type lruIndex struct {
-	slots   map[entryKey]uint32 // where each entry lives in entries
-	entries []entry
-	heap    []uint32 // positions in entries, a min-heap on atime
+	slots    map[uint64]uint32   // hash of an entry's key -> its place in entries
+	overflow map[entryKey]uint32 // keys whose hash another key holds in slots
+	seed     maphash.Seed
+	mask     uint64 // applied to hashes; tests narrow it to force collisions
+	entries  []entry
+	heap     []uint32 // positions in entries, a min-heap on atime
 
 	dirs     []dirRec
 	dirIDs   map[string]uint32
@@ -53,7 +59,52 @@ type dirRec struct {
 }
 
 func newLRUIndex() *lruIndex {
-	return &lruIndex{slots: make(map[entryKey]uint32), dirIDs: make(map[string]uint32)}
+	return &lruIndex{
+		slots:    make(map[uint64]uint32),
+		overflow: make(map[entryKey]uint32),
+		seed:     maphash.MakeSeed(),
+		mask:     ^uint64(0),
+		dirIDs:   make(map[string]uint32),
+	}
+}
+
+func (x *lruIndex) hash(k entryKey) uint64 { return maphash.Comparable(x.seed, k) & x.mask }
+
+// find returns the position of the entry with key k.
+func (x *lruIndex) find(k entryKey) (uint32, bool) {
+	if s, ok := x.slots[x.hash(k)]; ok && x.entries[s].dir == k.dir && x.entries[s].name == k.name {
+		return s, true
+	}
+	s, ok := x.overflow[k]
+	return s, ok
+}
+
+// place records that the entry with key k lives at s, wherever it lived
+// before (old, or none when fresh).
+func (x *lruIndex) place(k entryKey, old, s uint32, fresh bool) {
+	h := x.hash(k)
+	v, taken := x.slots[h]
+	switch {
+	case !taken:
+		x.slots[h] = s
+		if !fresh {
+			delete(x.overflow, k) // it moves up from the overflow
+		}
+	case !fresh && v == old:
+		x.slots[h] = s
+	default:
+		x.overflow[k] = s
+	}
+}
+
+// unplace forgets where the entry with key k at s lives.
+func (x *lruIndex) unplace(k entryKey, s uint32) {
+	h := x.hash(k)
+	if v, ok := x.slots[h]; ok && v == s {
+		delete(x.slots, h)
+		return
+	}
+	delete(x.overflow, k)
 }
 
 // len reports the number of entries.
@@ -76,8 +127,7 @@ func (x *lruIndex) lookup(rel string) (uint32, bool) {
 	if !ok {
 		return 0, false
 	}
-	s, ok := x.slots[entryKey{id, name}]
-	return s, ok
+	return x.find(entryKey{id, name})
 }
 
 // get returns a copy of rel's entry.
@@ -116,7 +166,7 @@ func (x *lruIndex) put(rel string, size, atime int64, keep bool) int64 {
 	// Clone the name: a substring would pin the caller's whole path string.
 	name = strings.Clone(name)
 	x.entries = append(x.entries, entry{name: name, dir: id, pos: -1, size: size, atime: atime})
-	x.slots[entryKey{id, name}] = s
+	x.place(entryKey{id, name}, 0, s, true)
 	x.heapPush(s)
 	x.bytes += size
 	return size
@@ -174,7 +224,7 @@ func (x *lruIndex) remove(rel string) (entry, bool) {
 	if e.pos >= 0 {
 		x.heapRemove(int(e.pos))
 	}
-	delete(x.slots, entryKey{e.dir, e.name})
+	x.unplace(entryKey{e.dir, e.name}, s)
 	x.releaseDir(e.dir)
 	x.bytes -= e.size
 
@@ -183,7 +233,7 @@ func (x *lruIndex) remove(rel string) (entry, bool) {
 	if s != last {
 		m := x.entries[last]
 		x.entries[s] = m
-		x.slots[entryKey{m.dir, m.name}] = s
+		x.place(entryKey{m.dir, m.name}, last, s, false)
 		if m.pos >= 0 {
 			x.heap[m.pos] = s
 		}

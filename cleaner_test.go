@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"testing"
 	"time"
@@ -598,8 +599,25 @@ func TestCleanerRestartRebuildsIndex(t *testing.T) {
 }
 
 func TestLRUIndexOrder(t *testing.T) {
+	tests := []struct {
+		name string
+		mask uint64
+	}{
+		{"full hash", ^uint64(0)},
+		{"colliding hash", 0x1f}, // 32 hash values for ~4000 keys
+		{"one hash value", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			x := newLRUIndex()
+			x.mask = tt.mask
+			testLRUIndexOrder(t, x)
+		})
+	}
+}
+
+func testLRUIndexOrder(t *testing.T, x *lruIndex) {
 	r := rand.New(rand.NewPCG(5, 6))
-	x := newLRUIndex()
 	model := map[string]int64{}
 	rel := func() string {
 		return filepath.Join(fmt.Sprintf("d%d", r.IntN(20)), fmt.Sprintf("f%d", r.IntN(200)))
@@ -636,6 +654,11 @@ func TestLRUIndexOrder(t *testing.T) {
 	if x.len() != len(want) {
 		t.Fatalf("len() = %d, want %d", x.len(), len(want))
 	}
+	for _, w := range want {
+		if e, ok := x.get(w.k); !ok || e.atime != w.at || x.rel(mustLookup(t, x, w.k)) != w.k {
+			t.Fatalf("get(%s) = %+v, %v; want time %d", w.k, e, ok, w.at)
+		}
+	}
 	var prev int64 = -1
 	got := 0
 	for {
@@ -660,4 +683,141 @@ func TestLRUIndexOrder(t *testing.T) {
 	if k, _, ok := x.popOldest(); len(want) > 0 && (!ok || model[k] != want[0].at) {
 		t.Errorf("after restore popOldest() = %s, want time %d", k, want[0].at)
 	}
+}
+
+func TestCleanOnceDirectory(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	writeFile(t, file, 10, 0)
+	tests := []struct {
+		name    string
+		dir     string
+		wantErr bool
+	}{
+		{"missing dir is an empty cache", filepath.Join(base, "missing"), false},
+		{"dir is a file", file, true},
+		{"no dir", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, err := cleanOnce(context.Background(), cleanerOptions{Dir: tt.dir, MaxUsage: 90})
+			if (err != nil) != tt.wantErr || st.Deleted != 0 {
+				t.Errorf("cleanOnce(%q) = %d deleted, %v; want 0, error %v",
+					tt.dir, st.Deleted, err, tt.wantErr)
+			}
+		})
+	}
+	if !exists(t, file) {
+		t.Errorf("cleanOnce removed %s", file)
+	}
+}
+
+// benchPaths returns n cache paths under dir laid out like Katana's: one
+// source and three variants per directory, two levels of hashed fan-out.
+func benchPaths(dir string, n int) []string {
+	names := []string{"source.jpg", "300x200_q75.webp", "640x480_q80_fit.jpeg", "96x96_q70.png"}
+	out := make([]string, n)
+	for i := range out {
+		h := uint32(i/len(names)) * 2654435761
+		out[i] = filepath.Join(dir, "img", fmt.Sprintf("%02x", h>>24), fmt.Sprintf("%02x", h>>16&0xff),
+			fmt.Sprintf("%08x", h), names[i%len(names)])
+	}
+	return out
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkCleanerIndexMemory reports the index's memory per entry with a
+// million entries (the paths the cache hands in are not counted).
+func BenchmarkCleanerIndexMemory(b *testing.B) {
+	const n = 1_000_000
+	paths := benchPaths("/cache", n)
+	for b.Loop() {
+		before := heapInUse()
+		c := newCleaner(cleanerOptions{Dir: "/cache"})
+		for i, p := range paths {
+			c.Touch(p, int64(1000+i))
+		}
+		after := heapInUse()
+		if s := c.Stats(); s.Entries != n {
+			b.Fatalf("Stats().Entries = %d, want %d", s.Entries, n)
+		}
+		b.ReportMetric(float64(after-before)/n, "bytes/entry")
+		b.ReportMetric(float64(after-before)/(1<<20), "MiB/1M-entries")
+		runtime.KeepAlive(c)
+	}
+	runtime.KeepAlive(paths)
+}
+
+// BenchmarkCleanerTouch reports the cost of a cache hit's Touch on an index
+// of 100,000 entries, from all CPUs at once.
+func BenchmarkCleanerTouch(b *testing.B) {
+	paths := benchPaths("/cache", 100_000)
+	c := newCleaner(cleanerOptions{Dir: "/cache"})
+	for _, p := range paths {
+		c.Touch(p, 1000)
+	}
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			c.Touch(paths[i%len(paths)], 1000)
+			i += 7919
+		}
+	})
+}
+
+// BenchmarkCleanerPass100k walks a cache of 100,000 real entries (data and
+// sidecar each) and runs a pass that deletes about half of them.
+func BenchmarkCleanerPass100k(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		b.StopTimer()
+		dir := b.TempDir()
+		paths := benchPaths(dir, n)
+		for i, p := range paths {
+			if i%4 == 0 {
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(p+sidecarSuffix, []byte(testMeta), 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		esize := int64(len("data") + len(testMeta))
+		b.StartTimer()
+
+		start := time.Now()
+		c := newCleaner(cleanerOptions{Dir: dir, MaxBytes: n * esize / 2})
+		if err := c.walk(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		walk := time.Since(start)
+		st, err := c.Pass(context.Background())
+		if err != nil || st.Deleted < n/2 {
+			b.Fatalf("Pass() = %d deleted, %v; want >= %d, nil", st.Deleted, err, n/2)
+		}
+		b.ReportMetric(float64(walk.Milliseconds()), "walk-ms")
+		b.ReportMetric(float64(st.Duration.Milliseconds()), "pass-ms")
+		b.ReportMetric(float64(st.Deleted), "deleted")
+		b.ReportMetric(float64(st.Duration.Nanoseconds())/float64(st.Deleted), "ns/delete")
+	}
+}
+
+func mustLookup(t *testing.T, x *lruIndex, rel string) uint32 {
+	t.Helper()
+	s, ok := x.lookup(rel)
+	if !ok {
+		t.Fatalf("lookup(%s) = false, want true", rel)
+	}
+	return s
 }
