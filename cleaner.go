@@ -261,7 +261,7 @@ func (c *Cleaner) growthStepLocked() int64 {
 		return c.opt.GrowthStep
 	}
 	step := int64(defaultGrowthStep)
-	if c.stats.Passes > 0 && c.fsBytes > 0 {
+	if c.fsBytes > 0 {
 		step = c.fsBytes / 100
 	}
 	if c.opt.MaxBytes > 0 {

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,19 +82,34 @@ func (c *Cleaner) logPass(ctx context.Context, st passStats) {
 // evict deletes batches of the least recently used entries while a limit
 // that was exceeded at the start is not yet back under its low-water mark.
 func (c *Cleaner) evict(ctx context.Context, st *passStats) error {
-	u, err := c.measure()
+	u, ferr := c.measure()
 	st.UsageBefore, st.UsageAfter = u, u
-	fsOn := err == nil && c.opt.MaxUsage > 0 && u > c.opt.MaxUsage
+	fsOn := ferr == nil && c.opt.MaxUsage > 0 && u > c.opt.MaxUsage
 	bytesOn := c.opt.MaxBytes > 0 && c.indexBytes() > c.opt.MaxBytes
 	if !fsOn && !bytesOn {
-		return c.usageErr(err)
+		return c.usageErr(ferr)
 	}
-	bytesLow := int64(float64(c.opt.MaxBytes) * bytesLowWater)
 
 	var held []string
 	defer func() { c.restore(held) }()
+	err := c.evictBatches(ctx, st, fsOn, bytesOn, &held)
+	if ferr == nil && !fsOn {
+		st.UsageAfter, _ = c.measure() // for the log line only
+	}
+	return cmp.Or(err, c.usageErr(ferr))
+}
+
+// evictBatches deletes batch after batch until the limits that are on are
+// met, measuring the filesystem again after each batch.
+//
+// TODO: filesystems that free blocks lazily (XFS, btrfs, ext4 with
+// discard) make the next statfs lag and the pass overshoot; subtracting
+// the batch's freed blocks from the last measure would avoid that.
+func (c *Cleaner) evictBatches(ctx context.Context, st *passStats, fsOn, bytesOn bool,
+	held *[]string) error {
+	bytesLow := int64(float64(c.opt.MaxBytes) * bytesLowWater)
 	for {
-		needFS := fsOn && u >= c.opt.LowWater
+		needFS := fsOn && st.UsageAfter >= c.opt.LowWater
 		needBytes := bytesOn && c.indexBytes() > bytesLow
 		if !needFS && !needBytes {
 			return nil
@@ -101,7 +117,7 @@ func (c *Cleaner) evict(ctx context.Context, st *passStats) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		batch := c.selectBatch(&held)
+		batch := c.selectBatch(held)
 		if len(batch) == 0 {
 			st.Exhausted = true
 			return nil
@@ -109,13 +125,14 @@ func (c *Cleaner) evict(ctx context.Context, st *passStats) error {
 		for i, cd := range batch {
 			if !fsOn && c.indexBytes() <= bytesLow {
 				// Only the byte budget matters: stop at the exact file.
-				held = append(held, relsOf(batch[i:])...)
+				*held = append(*held, relsOf(batch[i:])...)
 				break
 			}
-			c.evictOne(cd, st, &held)
+			c.evictOne(cd, st, held)
 		}
 		if fsOn {
-			if u, err = c.measure(); err != nil {
+			u, err := c.measure()
+			if err != nil {
 				return err
 			}
 			st.UsageAfter = u

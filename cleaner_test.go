@@ -821,3 +821,72 @@ func mustLookup(t *testing.T, x *lruIndex, rel string) uint32 {
 	}
 	return s
 }
+
+// checkIndex fails unless every entry is findable and back in the heap (no
+// pass left one out), and the byte total matches the entries.
+func checkIndex(t *testing.T, c *Cleaner) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	x := c.idx
+	var sum int64
+	for s := range x.entries {
+		e := x.entries[s]
+		if got, ok := x.lookup(x.rel(uint32(s))); !ok || got != uint32(s) || e.pos < 0 {
+			t.Fatalf("entry %s: lookup = %d, %v, heap pos %d; want %d, true, >= 0",
+				x.rel(uint32(s)), got, ok, e.pos, s)
+		}
+		sum += e.size
+	}
+	if len(x.heap) != len(x.entries) || sum != x.bytes {
+		t.Fatalf("heap %d of %d entries, bytes %d of %d; want all, equal",
+			len(x.heap), len(x.entries), x.bytes, sum)
+	}
+}
+
+func TestCleanerConcurrentUse(t *testing.T) {
+	dir := t.TempDir()
+	const n = 200
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i], _ = writeEntry(t, dir, fmt.Sprintf("c/%d/%d.jpg", i%10, i), 100)
+	}
+	c := walked(t, cleanerOptions{Dir: dir, MaxBytes: 50 * 200, BatchSize: 3})
+	ctx := context.Background()
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			r := rand.New(rand.NewPCG(uint64(g), 9))
+			for range 2000 {
+				p := paths[r.IntN(n)]
+				switch r.IntN(4) {
+				case 0:
+					c.Forget(p)
+				case 1:
+					release := c.Acquire(p)
+					c.Touch(p, 200)
+					release()
+				default:
+					c.Touch(p, 200)
+				}
+			}
+		}()
+	}
+	for range 20 {
+		if _, err := c.Pass(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		<-done
+	}
+	checkIndex(t, c)
+	if _, err := c.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkIndex(t, c)
+	if s := c.Stats(); s.Bytes > 50*200 || s.Busy != 0 {
+		t.Errorf("Stats() = %d bytes, %d busy; want <= %d, 0", s.Bytes, s.Busy, 50*200)
+	}
+}
