@@ -18,11 +18,11 @@ var (
 )
 
 const (
-	sidecarSuffix    = ".META"
-	tempPrefix       = ".tmp-"
-	defaultTempGrace = time.Hour
-	defaultCleanIdle = 60 * time.Second
-	defaultBatchSize = 100
+	sidecarSuffix     = ".META"
+	tempPrefix        = ".tmp-"
+	defaultTempGrace  = time.Hour
+	defaultCleanEvery = 60 * time.Second
+	defaultBatchSize  = 100
 	// bytesLowWater is the share of MaxBytes a pass brings Katana's files to.
 	bytesLowWater = 0.95
 	// defaultGrowthStep is the growth that triggers an early check until a
@@ -95,7 +95,8 @@ type cleanerStats struct {
 
 // Cleaner keeps the cache directory under its usage limits by deleting the
 // least recently used files. Its methods are safe for concurrent use; Touch,
-// Acquire and Forget only take a short lock and never do I/O.
+// Acquire and Forget only take a short lock and never do I/O. The zero value
+// is not usable: make one with newCleaner.
 type Cleaner struct {
 	opt     cleanerOptions
 	root    string // absolute, cleaned cache directory
@@ -153,7 +154,7 @@ func (o cleanerOptions) withDefaults() cleanerOptions {
 		o.BatchSize = defaultBatchSize
 	}
 	if o.Every <= 0 {
-		o.Every = defaultCleanIdle
+		o.Every = defaultCleanEvery
 	}
 	if o.TempGrace <= 0 {
 		o.TempGrace = defaultTempGrace

@@ -117,7 +117,7 @@ func (c *Cleaner) evictBatches(ctx context.Context, st *passStats, fsOn, bytesOn
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		batch := c.selectBatch(held)
+		batch := c.selectBatch(held, st)
 		if len(batch) == 0 {
 			st.Exhausted = true
 			return nil
@@ -174,7 +174,7 @@ func (c *Cleaner) indexBytes() int64 {
 
 // selectBatch takes up to BatchSize of the oldest entries out of the heap.
 // Acquired ones go to held, to return to the heap when the pass ends.
-func (c *Cleaner) selectBatch(held *[]string) []candidate {
+func (c *Cleaner) selectBatch(held *[]string, st *passStats) []candidate {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []candidate
@@ -185,6 +185,7 @@ func (c *Cleaner) selectBatch(held *[]string) []candidate {
 		}
 		if c.busy[rel] > 0 {
 			*held = append(*held, rel)
+			st.Skipped++
 			continue
 		}
 		out = append(out, candidate{rel, at})

@@ -84,11 +84,7 @@ func (c *Cleaner) walkDir(ctx context.Context, rel string, t *walkTotals) error 
 	}
 
 	files, subdirs := c.scanDir(rel, des, t)
-	c.mu.Lock()
-	for _, f := range files {
-		c.idx.put(joinRel(rel, f.name), f.size, f.atime, true)
-	}
-	c.mu.Unlock()
+	c.index(rel, files)
 
 	for _, d := range subdirs {
 		if err := c.walkDir(ctx, joinRel(rel, d), t); err != nil {
@@ -143,6 +139,21 @@ func (c *Cleaner) scanDir(rel string, des []fs.DirEntry, t *walkTotals) (
 	t.files += len(files)
 	c.addLeftovers(lo, t)
 	return files, subdirs
+}
+
+// index adds a directory's files to the index, keeping what Touch recorded.
+// It takes the lock for a chunk at a time so that Touch never waits long.
+func (c *Cleaner) index(rel string, files []walkFile) {
+	const chunk = 1024
+	for len(files) > 0 {
+		n := min(len(files), chunk)
+		c.mu.Lock()
+		for _, f := range files[:n] {
+			c.idx.put(joinRel(rel, f.name), f.size, f.atime, true)
+		}
+		c.mu.Unlock()
+		files = files[n:]
+	}
 }
 
 // fileOf stats a directory entry; one that vanished meanwhile is skipped.
