@@ -19,7 +19,7 @@ var (
 
 const (
 	sidecarSuffix     = ".META"
-	tempPrefix        = ".tmp-"
+	tempFilePrefix    = ".tmp-"
 	defaultTempGrace  = time.Hour
 	defaultCleanEvery = 60 * time.Second
 	defaultBatchSize  = 100
@@ -191,7 +191,7 @@ func (c *Cleaner) relOf(p string) (string, bool) {
 // file or a protected path).
 func (c *Cleaner) indexable(rel string) bool {
 	_, name := splitRel(rel)
-	if strings.HasSuffix(name, sidecarSuffix) || strings.HasPrefix(name, tempPrefix) {
+	if strings.HasSuffix(name, sidecarSuffix) || strings.HasPrefix(name, tempFilePrefix) {
 		return false
 	}
 	return !c.protect[c.prefix+rel]
@@ -354,6 +354,31 @@ func (c *Cleaner) runPass(ctx context.Context) {
 	if _, err := c.Pass(ctx); err != nil && ctx.Err() == nil {
 		c.log.Error("cache clean pass failed", "dir", c.root, "err", err)
 	}
+}
+
+// cleanerOptionsFor maps the config keys onto cleaner options; log is the
+// "katana.cleaner" logger.
+func cleanerOptionsFor(cfg *Config, log *slog.Logger) cleanerOptions {
+	opt := cleanerOptions{
+		Dir:       cfg.CacheDir,
+		MaxUsage:  cfg.CacheDirMaxUsage,
+		LowWater:  cfg.CleanLowWater,
+		MaxBytes:  cfg.CacheMaxBytes,
+		BatchSize: cfg.CleanBatchSize,
+		Every:     cfg.CleanEvery.Duration,
+		Logger:    log,
+	}
+	if cfg.NotFoundSource != "" {
+		opt.Protect = []string{cfg.NotFoundSource}
+	}
+	return opt
+}
+
+// runCleanOnce is `katana --clean`: one walk and one pass with cfg's
+// settings. The pass logs what it did.
+func runCleanOnce(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	_, err := cleanOnce(ctx, cleanerOptionsFor(cfg, log))
+	return err
 }
 
 // cleanOnce is what `katana --clean` runs: walk, then one pass, synchronously.

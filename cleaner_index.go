@@ -25,7 +25,7 @@ type lruIndex struct {
 	overflow map[entryKey]uint32 // keys whose hash another key holds in slots
 	seed     maphash.Seed
 	mask     uint64 // applied to hashes; tests narrow it to force collisions
-	entries  []entry
+	entries  []lruEntry
 	heap     []uint32 // positions in entries, a min-heap on atime
 
 	dirs     []dirRec
@@ -41,9 +41,9 @@ type entryKey struct {
 	name string
 }
 
-// entry is one cached file (data plus sidecar). pos is its place in the
+// lruEntry is one cached file (data plus sidecar). pos is its place in the
 // heap, or -1 while a cleaning pass holds it out as a candidate.
-type entry struct {
+type lruEntry struct {
 	name  string
 	dir   uint32
 	pos   int32
@@ -131,10 +131,10 @@ func (x *lruIndex) lookup(rel string) (uint32, bool) {
 }
 
 // get returns a copy of rel's entry.
-func (x *lruIndex) get(rel string) (entry, bool) {
+func (x *lruIndex) get(rel string) (lruEntry, bool) {
 	s, ok := x.lookup(rel)
 	if !ok {
-		return entry{}, false
+		return lruEntry{}, false
 	}
 	return x.entries[s], true
 }
@@ -165,7 +165,7 @@ func (x *lruIndex) put(rel string, size, atime int64, keep bool) int64 {
 	s := uint32(len(x.entries))
 	// Clone the name: a substring would pin the caller's whole path string.
 	name = strings.Clone(name)
-	x.entries = append(x.entries, entry{name: name, dir: id, pos: -1, size: size, atime: atime})
+	x.entries = append(x.entries, lruEntry{name: name, dir: id, pos: -1, size: size, atime: atime})
 	x.place(entryKey{id, name}, 0, s, true)
 	x.heapPush(s)
 	x.bytes += size
@@ -215,10 +215,10 @@ func (x *lruIndex) releaseDir(id uint32) {
 }
 
 // remove drops rel from the index and returns what it held.
-func (x *lruIndex) remove(rel string) (entry, bool) {
+func (x *lruIndex) remove(rel string) (lruEntry, bool) {
 	s, ok := x.lookup(rel)
 	if !ok {
-		return entry{}, false
+		return lruEntry{}, false
 	}
 	e := x.entries[s]
 	if e.pos >= 0 {
@@ -238,7 +238,7 @@ func (x *lruIndex) remove(rel string) (entry, bool) {
 			x.heap[m.pos] = s
 		}
 	}
-	x.entries[last] = entry{}
+	x.entries[last] = lruEntry{}
 	x.entries = x.entries[:last]
 	return e, true
 }

@@ -117,7 +117,7 @@ func setAge(t *testing.T, p string, age time.Duration) {
 	}
 }
 
-func exists(t *testing.T, p string) bool {
+func fileExists(t *testing.T, p string) bool {
 	t.Helper()
 	_, err := os.Lstat(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -182,7 +182,7 @@ func TestCleanerEvictsLeastRecentlyUsed(t *testing.T) {
 						st.UsageBefore, st.UsageAfter, st.Deleted, want)
 				}
 				for rank, i := range order {
-					data, meta := exists(t, paths[i]), exists(t, paths[i]+sidecarSuffix)
+					data, meta := fileExists(t, paths[i]), fileExists(t, paths[i]+sidecarSuffix)
 					if want := rank >= want; data != want || meta != want {
 						t.Errorf("entry %d (access rank %d): data %v, sidecar %v; want %v",
 							i, rank, data, meta, want)
@@ -229,8 +229,8 @@ func TestCleanerInodeUsage(t *testing.T) {
 		t.Errorf("Pass() with batch 1 = %d deleted, %v; want 3, nil", st.Deleted, err)
 	}
 	for i, p := range paths {
-		if got, want := exists(t, p), i >= 3; got != want {
-			t.Errorf("exists(%d.png) = %v, want %v", i, got, want)
+		if got, want := fileExists(t, p), i >= 3; got != want {
+			t.Errorf("fileExists(%d.png) = %v, want %v", i, got, want)
 		}
 	}
 }
@@ -257,8 +257,8 @@ func TestCleanerMaxBytes(t *testing.T) {
 		t.Errorf("Pass() = %d deleted, %d bytes; want 6, 1200", st.Deleted, st.FreedBytes)
 	}
 	for i, p := range paths {
-		if got, want := exists(t, p), i >= 6; got != want {
-			t.Errorf("exists(a/%d.jpg) = %v, want %v", i, got, want)
+		if got, want := fileExists(t, p), i >= 6; got != want {
+			t.Errorf("fileExists(a/%d.jpg) = %v, want %v", i, got, want)
 		}
 	}
 	if s := c.Stats(); s.Bytes != 800 || s.Entries != 4 || s.EvictedBytes != 1200 {
@@ -337,15 +337,15 @@ func TestCleanerOpenReaderStreams(t *testing.T) {
 				}
 			}
 
-			if !exists(t, acq) || exists(t, plain) || exists(t, other) {
+			if !fileExists(t, acq) || fileExists(t, plain) || fileExists(t, other) {
 				t.Errorf("after Pass: acquired %v, open %v, other %v; want true, false, false",
-					exists(t, acq), exists(t, plain), exists(t, other))
+					fileExists(t, acq), fileExists(t, plain), fileExists(t, other))
 			}
 			release()
 			release() // a second release must not free someone else's hold
-			if _, err := c.Pass(context.Background()); err != nil || exists(t, acq) {
+			if _, err := c.Pass(context.Background()); err != nil || fileExists(t, acq) {
 				t.Errorf("Pass() after release: %v, exists = %v; want nil, false",
-					err, exists(t, acq))
+					err, fileExists(t, acq))
 			}
 		})
 	}
@@ -359,7 +359,7 @@ func TestCleanerAcquireCounts(t *testing.T) {
 	r2 := c.Acquire(p)
 	r1()
 	r1()
-	if st, _ := c.Pass(context.Background()); st.Deleted != 0 || !exists(t, p) {
+	if st, _ := c.Pass(context.Background()); st.Deleted != 0 || !fileExists(t, p) {
 		t.Fatalf("Pass() with one reader left deleted %d, want 0", st.Deleted)
 	}
 	r2()
@@ -409,18 +409,18 @@ func TestCleanerLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		if got := exists(t, filepath.Join(dir, filepath.FromSlash(f.rel))); got != f.survives {
-			t.Errorf("exists(%s) = %v, want %v", f.rel, got, f.survives)
+		if got := fileExists(t, filepath.Join(dir, filepath.FromSlash(f.rel))); got != f.survives {
+			t.Errorf("fileExists(%s) = %v, want %v", f.rel, got, f.survives)
 		}
 	}
-	if exists(t, filepath.Join(dir, "empty")) || !exists(t, filepath.Join(dir, "fresh")) {
+	if fileExists(t, filepath.Join(dir, "empty")) || !fileExists(t, filepath.Join(dir, "fresh")) {
 		t.Errorf("empty dirs: old one exists %v, fresh one exists %v; want false, true",
-			exists(t, filepath.Join(dir, "empty")), exists(t, filepath.Join(dir, "fresh")))
+			fileExists(t, filepath.Join(dir, "empty")), fileExists(t, filepath.Join(dir, "fresh")))
 	}
 	if st.Leftovers != 3 || st.Entries != 2 {
 		t.Errorf("cleanOnce() = %d leftovers, %d entries; want 3, 2", st.Leftovers, st.Entries)
 	}
-	if !exists(t, dir) {
+	if !fileExists(t, dir) {
 		t.Errorf("the cache directory itself was removed")
 	}
 }
@@ -430,15 +430,15 @@ func TestCleanerYoungLeftoverLaterPass(t *testing.T) {
 	tmp := filepath.Join(dir, "s", ".tmp-abc")
 	writeFile(t, tmp, 10, time.Minute)
 	c := walked(t, cleanerOptions{Dir: dir, MaxUsage: 99, statfs: fakeStatfs(1<<30, 1<<20)})
-	if _, err := c.Pass(context.Background()); err != nil || !exists(t, tmp) {
-		t.Fatalf("first Pass(): %v, temp exists = %v; want nil, true", err, exists(t, tmp))
+	if _, err := c.Pass(context.Background()); err != nil || !fileExists(t, tmp) {
+		t.Fatalf("first Pass(): %v, temp exists = %v; want nil, true", err, fileExists(t, tmp))
 	}
 	// The writer died: the temp file ages past the grace period.
 	setAge(t, tmp, 2*time.Hour)
 	st, err := c.Pass(context.Background())
-	if err != nil || exists(t, tmp) || exists(t, filepath.Dir(tmp)) || st.Leftovers != 1 {
+	if err != nil || fileExists(t, tmp) || fileExists(t, filepath.Dir(tmp)) || st.Leftovers != 1 {
 		t.Errorf("second Pass(): %v, %d leftovers, temp exists = %v; want nil, 1, false",
-			err, st.Leftovers, exists(t, tmp))
+			err, st.Leftovers, fileExists(t, tmp))
 	}
 }
 
@@ -460,13 +460,13 @@ func TestCleanerProtectsPlaceholderAndOutside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !exists(t, holder) || !exists(t, outside) || exists(t, inside) {
+	if !fileExists(t, holder) || !fileExists(t, outside) || fileExists(t, inside) {
 		t.Errorf("placeholder %v, outside %v, cache entry %v; want true, true, false",
-			exists(t, holder), exists(t, outside), exists(t, inside))
+			fileExists(t, holder), fileExists(t, outside), fileExists(t, inside))
 	}
-	if st.Deleted != 1 || st.Exhausted || !exists(t, dir) {
+	if st.Deleted != 1 || st.Exhausted || !fileExists(t, dir) {
 		t.Errorf("Pass() = %d deleted, exhausted %v, dir kept %v; want 1, false, true",
-			st.Deleted, st.Exhausted, exists(t, dir))
+			st.Deleted, st.Exhausted, fileExists(t, dir))
 	}
 }
 
@@ -565,7 +565,7 @@ func TestCleanerRestartRebuildsIndex(t *testing.T) {
 				t.Fatalf("first pass after restart deleted %d, want %d (>0)", got, want)
 			}
 			for i, p := range paths {
-				got, dirGot := exists(t, p), exists(t, filepath.Dir(p))
+				got, dirGot := fileExists(t, p), fileExists(t, filepath.Dir(p))
 				if w := ranks[i] >= want; got != w || dirGot != w {
 					t.Errorf("entry %d (rank %d): exists = %v, its dir %v; want %v",
 						i, ranks[i], got, dirGot, w)
@@ -586,7 +586,7 @@ func TestCleanerRestartRebuildsIndex(t *testing.T) {
 				}
 			}
 			for _, p := range fresh {
-				if !exists(t, p) {
+				if !fileExists(t, p) {
 					t.Errorf("fresh entry %s was deleted before older ones", p)
 				}
 			}
@@ -707,7 +707,7 @@ func TestCleanOnceDirectory(t *testing.T) {
 			}
 		})
 	}
-	if !exists(t, file) {
+	if !fileExists(t, file) {
 		t.Errorf("cleanOnce removed %s", file)
 	}
 }
@@ -888,5 +888,33 @@ func TestCleanerConcurrentUse(t *testing.T) {
 	checkIndex(t, c)
 	if s := c.Stats(); s.Bytes > 50*200 || s.Busy != 0 {
 		t.Errorf("Stats() = %d bytes, %d busy; want <= %d, 0", s.Bytes, s.Busy, 50*200)
+	}
+}
+
+func TestRunCleanOnceConfig(t *testing.T) {
+	dir := t.TempDir()
+	holder := filepath.Join(dir, "404.jpeg")
+	writeFile(t, holder, 100, 72*time.Hour)
+	var paths []string
+	for i := range 4 {
+		p, _ := writeEntry(t, dir, fmt.Sprintf("s/%d.jpg", i), 500-len(testMeta))
+		setAge(t, p, time.Duration(4-i)*time.Hour)
+		paths = append(paths, p)
+	}
+	cfg := defaultConfig()
+	cfg.CacheDir, cfg.NotFoundSource = dir, holder
+	cfg.CacheDirMaxUsage = 0 // the real filesystem's usage must not matter here
+	cfg.CacheMaxBytes = 1100
+	if err := runCleanOnce(context.Background(), cfg, nil); err != nil {
+		t.Fatalf("runCleanOnce() = %v, want nil", err)
+	}
+	// 2000 bytes over 1100: down to 1045, so the two oldest go.
+	for i, p := range paths {
+		if got, want := fileExists(t, p), i >= 2; got != want {
+			t.Errorf("fileExists(s/%d.jpg) = %v, want %v", i, got, want)
+		}
+	}
+	if !fileExists(t, holder) {
+		t.Errorf("runCleanOnce removed the placeholder %s", holder)
 	}
 }

@@ -108,7 +108,7 @@ func (c *Cleaner) scanDir(rel string, des []fs.DirEntry, t *walkTotals) (
 			subdirs = append(subdirs, name)
 		case !de.Type().IsRegular():
 			// Symlinks and devices are not Katana's; leave them alone.
-		case strings.HasPrefix(name, tempPrefix):
+		case strings.HasPrefix(name, tempFilePrefix):
 			lo = append(lo, leftover{joinRel(rel, name), leftoverTemp})
 		case strings.HasSuffix(name, sidecarSuffix):
 			if f, ok := fileOf(de); ok {
