@@ -350,6 +350,21 @@ func (c *Cleaner) Run(ctx context.Context) {
 	}
 }
 
+// start runs Run in its own goroutine. stop cancels it and waits until it
+// has returned; it may be called more than once.
+func (c *Cleaner) start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 func (c *Cleaner) runPass(ctx context.Context) {
 	if _, err := c.Pass(ctx); err != nil && ctx.Err() == nil {
 		c.log.Error("cache clean pass failed", "dir", c.root, "err", err)

@@ -159,7 +159,8 @@ func TestCleanerEvictsLeastRecentlyUsed(t *testing.T) {
 				paths := make([]string, n)
 				var esize int64
 				for i := range n {
-					paths[i], esize = writeEntry(t, dir, fmt.Sprintf("img/%d/%02d.jpg", i%4, i), size)
+					rel := fmt.Sprintf("img/%d/%02d.jpg", i%4, i)
+					paths[i], esize = writeEntry(t, dir, rel, size)
 					// File times say the opposite of the accesses below:
 					// what Katana saw at run time must win.
 					setAge(t, paths[i], time.Duration(n-i)*time.Minute)
@@ -475,7 +476,8 @@ func TestCleanerPathNormalisation(t *testing.T) {
 	t.Chdir(base)
 	p, sz := writeEntry(t, "cache", "a/b.jpg", 50)
 	c := walked(t, cleanerOptions{Dir: "cache"})
-	for _, q := range []string{p, "./cache//a/./b.jpg", filepath.Join(base, "cache", "a", "b.jpg")} {
+	spellings := []string{p, "./cache//a/./b.jpg", filepath.Join(base, "cache", "a", "b.jpg")}
+	for _, q := range spellings {
 		c.Touch(q, sz)
 	}
 	if s := c.Stats(); s.Entries != 1 || s.Bytes != sz {
@@ -550,13 +552,11 @@ func TestCleanerRestartRebuildsIndex(t *testing.T) {
 				}
 			}
 			logs := make(chan slog.Record, 64)
-			ctx, cancel := context.WithCancel(context.Background())
 			second := newCleaner(cleanerOptions{Dir: dir, MaxUsage: 40, LowWater: 30,
 				BatchSize: 1, Every: time.Hour, GrowthStep: 1, statfs: v.statfs,
 				Logger: slog.New(passLog{logs})})
-			done := make(chan struct{})
-			go func() { second.Run(ctx); close(done) }()
-			defer func() { cancel(); <-done }()
+			stop := second.start(context.Background())
+			defer stop()
 
 			attrs := waitPass(t, logs)
 			perEntry := blocksOf(size) + blocksOf(int64(len(testMeta)))
@@ -719,8 +719,8 @@ func benchPaths(dir string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		h := uint32(i/len(names)) * 2654435761
-		out[i] = filepath.Join(dir, "img", fmt.Sprintf("%02x", h>>24), fmt.Sprintf("%02x", h>>16&0xff),
-			fmt.Sprintf("%08x", h), names[i%len(names)])
+		fan := fmt.Sprintf("%02x/%02x/%08x", h>>24, h>>16&0xff, h)
+		out[i] = filepath.Join(dir, "img", filepath.FromSlash(fan), names[i%len(names)])
 	}
 	return out
 }
@@ -916,5 +916,50 @@ func TestRunCleanOnceConfig(t *testing.T) {
 	}
 	if !fileExists(t, holder) {
 		t.Errorf("runCleanOnce removed the placeholder %s", holder)
+	}
+}
+
+func TestCleanerWriteInProgressSurvives(t *testing.T) {
+	dir := t.TempDir()
+	old, _ := writeEntry(t, dir, "img/old.jpg", 1000)
+	tmpDir := filepath.Join(dir, ".katana", "tmp")
+	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.CreateTemp(tmpDir, tempFilePrefix+"*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	body := testData("img/new.jpg", 1<<20)
+	if _, err := f.Write(body[:len(body)/2]); err != nil {
+		t.Fatal(err)
+	}
+
+	// Over budget while the write is half done: the old entry goes, the
+	// temp file stays and the write completes.
+	st, err := cleanOnce(context.Background(), cleanerOptions{Dir: dir, MaxBytes: 10})
+	oldThere, tmpThere := fileExists(t, old), fileExists(t, f.Name())
+	if err != nil || st.Deleted != 1 || oldThere || !tmpThere {
+		t.Fatalf("cleanOnce() = %d deleted, %v; old exists %v, temp exists %v; "+
+			"want 1, nil, false, true", st.Deleted, err, oldThere, tmpThere)
+	}
+	if _, err := f.Write(body[len(body)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "img", "new.jpg")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Errorf("ReadFile(%s) = %d bytes, %v; want the %d bytes written",
+			dst, len(got), err, len(body))
 	}
 }
