@@ -963,3 +963,23 @@ func TestCleanerWriteInProgressSurvives(t *testing.T) {
 			dst, len(got), err, len(body))
 	}
 }
+
+func TestCleanerSourceGoesVariantStays(t *testing.T) {
+	dir := t.TempDir()
+	src, _ := writeEntry(t, dir, "a/b/source.png", 3000)
+	variant, vsize := writeEntry(t, dir, "a/b/300x200_q75.webp", 1000)
+	c := walked(t, cleanerOptions{Dir: dir, MaxBytes: 2 * vsize})
+	c.Touch(src, 3000+int64(len(testMeta)))
+	c.Touch(variant, vsize)
+	st, err := c.Pass(context.Background())
+	if err != nil || st.Deleted != 1 || fileExists(t, src) || fileExists(t, src+sidecarSuffix) {
+		t.Fatalf("Pass() = %d deleted, %v; source exists %v; want 1, nil, false",
+			st.Deleted, err, fileExists(t, src))
+	}
+	got, err := os.ReadFile(variant)
+	if err != nil || !bytes.Equal(got, testData("a/b/300x200_q75.webp", 1000)) ||
+		!fileExists(t, variant+sidecarSuffix) {
+		t.Errorf("variant after its source went: %d bytes, %v; want its 1000 bytes and sidecar",
+			len(got), err)
+	}
+}
