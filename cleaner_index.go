@@ -120,6 +120,12 @@ func splitRel(rel string) (dir, name string) {
 	return rel[:i], rel[i+1:]
 }
 
+// hasDir reports whether some entry lives directly in dir.
+func (x *lruIndex) hasDir(dir string) bool {
+	_, ok := x.dirIDs[dir]
+	return ok
+}
+
 // lookup finds the position of rel in entries.
 func (x *lruIndex) lookup(rel string) (uint32, bool) {
 	dir, name := splitRel(rel)

@@ -221,15 +221,18 @@ func (c *Cleaner) evictOne(cd candidate, st *passStats, held *[]string) {
 		c.log.Debug("cache clean could not delete a sidecar", "path", path, "err", err)
 	}
 
-	size := c.dropIfUnchanged(cd, !missing)
+	size, dirUnused := c.dropIfUnchanged(cd, !missing)
 	if missing {
 		st.Missing++
 	} else {
 		st.Deleted++
 		st.FreedBytes += size
 	}
-	dir, _ := splitRel(cd.rel)
-	c.removeEmptyDirs(dir)
+	if dirUnused {
+		// No indexed entry is left there: the directory may be empty.
+		dir, _ := splitRel(cd.rel)
+		c.removeEmptyDirs(dir)
+	}
 }
 
 // stillCandidate reports whether cd may be deleted now. An acquired entry
@@ -249,20 +252,22 @@ func (c *Cleaner) stillCandidate(cd candidate, held *[]string) bool {
 }
 
 // dropIfUnchanged removes cd from the index unless it was stored again
-// while its file was being deleted, and returns the size it had.
-func (c *Cleaner) dropIfUnchanged(cd candidate, evicted bool) int64 {
+// while its file was being deleted. It returns the size the entry had and
+// whether its directory now holds no indexed entry.
+func (c *Cleaner) dropIfUnchanged(cd candidate, evicted bool) (size int64, dirUnused bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.idx.get(cd.rel)
-	if !ok || e.atime != cd.atime {
-		return 0
+	if ok && e.atime == cd.atime {
+		c.idx.remove(cd.rel)
+		size = e.size
+		if evicted {
+			c.stats.Evictions++
+			c.stats.EvictedBytes += e.size
+		}
 	}
-	c.idx.remove(cd.rel)
-	if evicted {
-		c.stats.Evictions++
-		c.stats.EvictedBytes += e.size
-	}
-	return e.size
+	dir, _ := splitRel(cd.rel)
+	return size, !c.idx.hasDir(dir)
 }
 
 // restore returns held entries to the heap.

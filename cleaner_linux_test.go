@@ -1,6 +1,6 @@
 //go:build linux
 
-// cleaner_tmpfs_linux_test.go mounts a small tmpfs for the cleaner's real-filesystem tests.
+// cleaner_linux_test.go mounts a small tmpfs for the cleaner's tests and reads CPU times.
 package main
 
 import (
@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // mountTmpfs mounts a tmpfs of the given size (such as "8m") in a temporary
@@ -31,4 +32,13 @@ func mountTmpfs(t *testing.T, size string) string {
 		}
 	})
 	return dir
+}
+
+// cpuTime returns the user and system CPU time this process has used.
+func cpuTime() (user, sys time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, 0
+	}
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
