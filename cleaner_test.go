@@ -448,6 +448,7 @@ func TestCleanerProtectsPlaceholderAndOutside(t *testing.T) {
 	dir := filepath.Join(base, "cache")
 	holder := filepath.Join(dir, "404.jpeg")
 	writeFile(t, holder, 100, 48*time.Hour)
+	writeFile(t, holder+sidecarSuffix, 10, 48*time.Hour) // not an orphan to remove
 	outside := filepath.Join(base, "cache-other", "f.jpg")
 	writeFile(t, outside, 100, 48*time.Hour)
 	inside, _ := writeEntry(t, dir, "img/a.jpg", 100)
@@ -461,9 +462,11 @@ func TestCleanerProtectsPlaceholderAndOutside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !fileExists(t, holder) || !fileExists(t, outside) || fileExists(t, inside) {
-		t.Errorf("placeholder %v, outside %v, cache entry %v; want true, true, false",
-			fileExists(t, holder), fileExists(t, outside), fileExists(t, inside))
+	if !fileExists(t, holder) || !fileExists(t, holder+sidecarSuffix) ||
+		!fileExists(t, outside) || fileExists(t, inside) {
+		t.Errorf("placeholder %v, its sidecar %v, outside %v, cache entry %v; "+
+			"want true, true, true, false", fileExists(t, holder),
+			fileExists(t, holder+sidecarSuffix), fileExists(t, outside), fileExists(t, inside))
 	}
 	if st.Deleted != 1 || st.Exhausted || !fileExists(t, dir) {
 		t.Errorf("Pass() = %d deleted, exhausted %v, dir kept %v; want 1, false, true",
