@@ -140,9 +140,7 @@ func newCleaner(opt cleanerOptions) *Cleaner {
 		}
 	}
 	for _, p := range opt.Protect {
-		// A sidecar beside the placeholder is not an orphan to remove.
 		c.protect[c.abs(p)] = true
-		c.protect[c.abs(p)+sidecarSuffix] = true
 	}
 	return c
 }

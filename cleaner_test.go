@@ -448,7 +448,7 @@ func TestCleanerProtectsPlaceholderAndOutside(t *testing.T) {
 	dir := filepath.Join(base, "cache")
 	holder := filepath.Join(dir, "404.jpeg")
 	writeFile(t, holder, 100, 48*time.Hour)
-	writeFile(t, holder+sidecarSuffix, 10, 48*time.Hour) // not an orphan to remove
+	writeFile(t, holder+sidecarSuffix, 10, 48*time.Hour) // its data is there: no orphan
 	outside := filepath.Join(base, "cache-other", "f.jpg")
 	writeFile(t, outside, 100, 48*time.Hour)
 	inside, _ := writeEntry(t, dir, "img/a.jpg", 100)
