@@ -82,8 +82,9 @@ func (e *entry) age(now time.Time) time.Duration {
 // diskCache stores files under a directory. It holds no state of its own in
 // memory and is safe for concurrent use; writers never expose partial files.
 type diskCache struct {
-	dir   string
-	touch func(path string, size int64) // records accesses for the cleaner; may be nil
+	dir     string
+	touch   func(path string, size int64)       // records accesses for the cleaner; may be nil
+	acquire func(path string) (release func()) // keeps the cleaner off a file; may be nil
 }
 
 func newDiskCache(dir string) (*diskCache, error) {
@@ -222,17 +223,22 @@ func (p *pending) Commit(e *entry) (*entry, error) {
 		p.Abort()
 		return nil, storageError(err)
 	}
-	if err := p.File.Close(); err != nil {
+	if err = p.File.Close(); err != nil {
 		os.Remove(p.File.Name())
 		return nil, storageError(err)
 	}
 	e.Size, e.ModTime = fi.Size(), fi.ModTime().UnixNano()
 	dst := p.c.abs(p.rel)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		os.Remove(p.File.Name())
-		return nil, storageError(err)
+	// The cleaner may remove a directory it just emptied between MkdirAll
+	// and Rename: make it again once.
+	for try := 0; try < 2; try++ {
+		if err = os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+			if err = os.Rename(p.File.Name(), dst); !errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+		}
 	}
-	if err := os.Rename(p.File.Name(), dst); err != nil {
+	if err != nil {
 		os.Remove(p.File.Name())
 		return nil, storageError(err)
 	}
@@ -265,19 +271,24 @@ func (c *diskCache) storeBytes(rel string, e *entry, data []byte) (*entry, error
 	return p.Commit(e)
 }
 
-// open opens the data file of rel for reading and records the access.
-func (c *diskCache) open(rel string) (*os.File, error) {
+// open opens the data file of rel for reading and records the access. The
+// cleaner leaves the file alone until release is called.
+func (c *diskCache) open(rel string) (f *os.File, release func(), err error) {
 	p := c.abs(rel)
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
+	release = func() {}
+	if c.acquire != nil {
+		release = c.acquire(p)
+	}
+	if f, err = os.Open(p); err != nil {
+		release()
+		return nil, nil, err
 	}
 	if c.touch != nil {
 		if fi, err := f.Stat(); err == nil {
 			c.touch(p, fi.Size())
 		}
 	}
-	return f, nil
+	return f, release, nil
 }
 
 // writeAtomic writes a small file through a temporary file and a rename.

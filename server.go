@@ -47,6 +47,7 @@ type server struct {
 	bg      imageOptions        // config-wide image settings
 	now     func() time.Time
 	stats   serverStats
+	cleaner *Cleaner // nil when no cleaner runs (tests, --check)
 }
 
 // serverStats counts the hot path; read with Load.
@@ -479,9 +480,16 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		return
 	}
 
-	f, err := s.cache.open(res.rel)
+	var f *os.File
+	var err error
 	if res.rel == "" {
 		f, err = os.Open(res.file)
+	} else {
+		var release func()
+		f, release, err = s.cache.open(res.rel)
+		if err == nil {
+			defer release()
+		}
 	}
 	if err != nil {
 		// The file went away between lookup and open (the cleaner); the next
