@@ -1,0 +1,135 @@
+// pipeline.go ties the image steps together: decode, orient, resize, colour-convert, encode.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+)
+
+// Errors of the image pipeline. The handler maps them to statuses: errSourceTooLarge and
+// errAnimationTooLarge to 422, errNotImage to 415, errBadImage to 502.
+var (
+	errSourceTooLarge    = errors.New("source image too large")
+	errAnimationTooLarge = errors.New("animation too large")
+	errNotImage          = errors.New("not an image")
+	errBadImage          = errors.New("origin image could not be decoded")
+)
+
+// imageOptions says what variant to make. The caller has already clamped Width/Height to
+// thumb_max_* and Quality to [1, thumb_max_quality]. The zero value re-encodes the source
+// as JPEG at a default quality with no resize and no pixel limits.
+type imageOptions struct {
+	// Width and Height are the target box in pixels; 0 derives one from the other
+	// (rounded to nearest, never 0); both 0 means no resize.
+	Width, Height int
+	// Fit is "" or "inside" (shrink to fit, never enlarge) or "fill" (cover the box,
+	// then crop to exactly Width×Height, enlarging if needed).
+	Fit string
+	// Gravity is the crop anchor for "fill": "" or "center", "top", "bottom", "left",
+	// "right".
+	Gravity string
+	// Quality is 1..100; 0 means defaultQuality. PNG ignores it.
+	Quality int
+	// Format is "jpeg", "png", "webp", or "auto-noalpha" (JPEG, or PNG when the
+	// result has transparent pixels). "" means "jpeg".
+	Format string
+	// Lossless asks for WebP lossless output; other formats ignore it.
+	Lossless bool
+	// Background is what transparency becomes in JPEG output. Its alpha is ignored; the
+	// zero value is black, so callers pass the configured colour (white by default).
+	Background color.NRGBA
+	// WebPMethod is the WebP encoder effort, 0 (fast) to 6 (small).
+	WebPMethod int
+	// MaxSourcePixels refuses sources with more than width*height pixels, checked from
+	// the header before decoding; 0 means no limit.
+	MaxSourcePixels int64
+	// MaxAnimationPixels refuses animated sources with frames*width*height above it
+	// when all frames must be decoded; 0 means no limit.
+	MaxAnimationPixels int64
+}
+
+// defaultQuality is used when imageOptions.Quality is 0.
+const defaultQuality = 75
+
+// transformImage decodes src (format sniffed from its bytes, never from a name), applies
+// EXIF orientation, resizes per opt, converts tagged colours to sRGB, and encodes. It
+// returns the encoded bytes and the format actually written ("jpeg", "png" or "webp").
+// It is safe for concurrent use; no input makes it panic.
+func transformImage(ctx context.Context, src []byte, opt imageOptions) (
+	out []byte, format string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, format = nil, ""
+			err = fmt.Errorf("%w: panic: %v", errBadImage, p)
+		}
+	}()
+
+	info, err := probe(src)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := info.checkLimits(opt); err != nil {
+		return nil, "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+
+	if wantAnimated(info, opt) {
+		return transformAnimation(ctx, src, info, opt)
+	}
+
+	img, err := decodeStill(src, info)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+
+	res, err := renderFrame(ctx, img, info, opt)
+	if err != nil {
+		return nil, "", err
+	}
+	return encodeStill(ctx, res, opt)
+}
+
+// renderFrame orients, resizes and colour-converts one decoded image into a new
+// premultiplied RGBA image at the size opt asks for.
+func renderFrame(ctx context.Context, img image.Image, info *sourceInfo, opt imageOptions) (
+	*image.RGBA, error) {
+	b := img.Bounds()
+	dispW, dispH := b.Dx(), b.Dy()
+	if swapsAxes(info.orientation) {
+		dispW, dispH = dispH, dispW
+	}
+	g := planGeometry(dispW, dispH, opt)
+
+	// The box pre-shrink works in stored orientation, before turning upright, so its
+	// factors swap with the axes.
+	kx, ky := g.boxFactor(dispW, dispH)
+	if swapsAxes(info.orientation) {
+		kx, ky = ky, kx
+	}
+	small := preShrink(img, kx, ky)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	oriented := orient(small, info.orientation)
+	res := scaleTo(oriented, g)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if info.profile != nil {
+		info.profile.toSRGB(res)
+	}
+	return res, nil
+}
+
+// wantAnimated reports whether the output must be an animated WebP.
+func wantAnimated(info *sourceInfo, opt imageOptions) bool {
+	return info.frames > 1 && opt.Format == "webp"
+}
