@@ -1,0 +1,198 @@
+// pipeline_test.go checks errors, limits, cancellation and robustness of transformImage.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"image"
+	"image/color"
+	"image/gif"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestSniffFormat(t *testing.T) {
+	for _, tc := range []struct {
+		b    string
+		want string
+	}{
+		{"\xff\xd8\xff\xe0", "jpeg"}, {"\x89PNG\r\n\x1a\n", "png"}, {"GIF89a", "gif"},
+		{"GIF87a", "gif"}, {"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"},
+		{"RIFF\x00\x00\x00\x00WAVE", ""}, {"<html>", ""}, {"", ""}, {"\xff\xd8", ""},
+	} {
+		if got := sniffFormat([]byte(tc.b)); got != tc.want {
+			t.Errorf("sniffFormat(%q) = %q, want %q", tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestTransformErrors(t *testing.T) {
+	big := readCase(t, "resize/offbyone-1164x776.png")
+	for _, tc := range []struct {
+		name string
+		src  []byte
+		opt  imageOptions
+		want error
+	}{
+		{"html", []byte("<html><body>not found</body></html>"), imageOptions{}, errNotImage},
+		{"empty", nil, imageOptions{}, errNotImage},
+		{"png header only", big[:40], imageOptions{}, errBadImage},
+		{"over pixel limit", big, imageOptions{MaxSourcePixels: 1164*776 - 1}, errSourceTooLarge},
+		{"bad format", big, imageOptions{Format: "tiff"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := transformImage(context.Background(), tc.src, tc.opt)
+			if tc.want == nil {
+				if err == nil {
+					t.Fatalf("transformImage() = %d bytes, want an error", len(out))
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("transformImage() error = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestTransformCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, err := transformImage(ctx, readCase(t, "jpeg/baseline.jpg"), imageOptions{Width: 10})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("transformImage(cancelled) error = %v, want context.Canceled", err)
+	}
+}
+
+// TestTruncatedInputs cuts every case file at many lengths: each cut either works or
+// fails with one of the pipeline's errors, and none panics.
+func TestTruncatedInputs(t *testing.T) {
+	files, err := filepath.Glob("testdata/cases/*/*")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no case files: %v", err)
+	}
+	opt := suffixOptions("resize-16x.png")
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cut := range cutPoints(len(src)) {
+			_, _, err := transformImage(context.Background(), src[:cut], opt)
+			if err == nil {
+				continue
+			}
+			if strings.Contains(err.Error(), "panic") {
+				t.Errorf("%s cut at %d: %v", f, cut, err)
+			}
+			if !errors.Is(err, errBadImage) && !errors.Is(err, errNotImage) &&
+				!errors.Is(err, errSourceTooLarge) {
+				t.Errorf("%s cut at %d: error = %v, want a pipeline error", f, cut, err)
+			}
+		}
+	}
+}
+
+// cutPoints returns about 12 lengths spread over n, plus the very short ones.
+func cutPoints(n int) []int {
+	cuts := []int{0, 1, 4, 12, 16, 30}
+	for i := 1; i < 12; i++ {
+		cuts = append(cuts, n*i/12)
+	}
+	var out []int
+	for _, c := range cuts {
+		if c < n {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// gifWithScreen encodes frames and then rewrites the logical screen size.
+func gifWithScreen(t *testing.T, g *gif.GIF, w, h int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := gif.EncodeAll(&buf, g); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	binary.LittleEndian.PutUint16(b[6:], uint16(w))
+	binary.LittleEndian.PutUint16(b[8:], uint16(h))
+	return b
+}
+
+func paletted(w, h int, c color.Color) *image.Paletted {
+	m := image.NewPaletted(image.Rect(0, 0, w, h), color.Palette{c, color.Transparent})
+	return m
+}
+
+// TestGIFFrameLargerThanScreen: browsers grow the canvas to show the whole frame;
+// image/gif refuses the file, so the screen is grown before decoding.
+func TestGIFFrameLargerThanScreen(t *testing.T) {
+	src := gifWithScreen(t, &gif.GIF{Image: []*image.Paletted{paletted(32, 32, blue)},
+		Delay: []int{0}}, 16, 16)
+	out, _, err := transformImage(context.Background(), src, suffixOptions("resize-x.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all(size(32, 32), corners(blue, 0))(t, out)
+}
+
+// TestGIFHugeScreen: a 65535x65535 screen is refused from the header, a clear 422.
+func TestGIFHugeScreen(t *testing.T) {
+	src := gifWithScreen(t, &gif.GIF{Image: []*image.Paletted{paletted(1, 1, red)},
+		Delay: []int{0}}, 65535, 65535)
+	_, _, err := transformImage(context.Background(), src, suffixOptions("resize-x.png"))
+	if !errors.Is(err, errSourceTooLarge) {
+		t.Fatalf("transformImage() error = %v, want errSourceTooLarge", err)
+	}
+}
+
+// TestGIFTruncatedLastFrame: a GIF cut inside its last frame keeps the frames before
+// it, still and animated.
+func TestGIFTruncatedLastFrame(t *testing.T) {
+	src := readCase(t, "gif/animated-partial-frames.gif")
+	l, err := walkGIF(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := src[:l.frameEnd[2]-10]
+	out, _, err := transformImage(context.Background(), cut, suffixOptions("resize-24x.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quadrants(tolPNG, red, clear0, red, clear0)(t, out)
+	out, _, err = transformImage(context.Background(), cut, suffixOptions("resize-24x.webp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	animatedFrames(2, []int{100, 200}, 0)(t, out)
+}
+
+func TestGIFLoopCount(t *testing.T) {
+	for _, tc := range []struct{ gifLoop, want int }{{0, 0}, {-1, 1}, {2, 3}} {
+		g := &gif.GIF{Image: []*image.Paletted{paletted(4, 4, red), paletted(4, 4, blue)},
+			Delay: []int{5, 7}, LoopCount: tc.gifLoop}
+		src := gifWithScreen(t, g, 4, 4)
+		out, _, err := transformImage(context.Background(), src, imageOptions{Format: "webp"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		animatedFrames(2, []int{50, 70}, tc.want)(t, out)
+	}
+}
+
+func TestRound16(t *testing.T) {
+	for _, tc := range []struct {
+		v    uint32
+		want uint8
+	}{{0, 0}, {65535, 255}, {128, 0}, {129, 1}, {0x7fff, 127}, {0x8000, 128}, {0xff00, 254}} {
+		if got := round16(tc.v); got != tc.want {
+			t.Errorf("round16(%#x) = %d, want %d", tc.v, got, tc.want)
+		}
+	}
+}
