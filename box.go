@@ -114,35 +114,80 @@ func boxGray(dst *image.RGBA, src *image.Gray, kx, ky int) {
 
 // boxYCbCr averages Y, Cb and Cr over each block, then converts once per output pixel.
 func boxYCbCr(dst *image.RGBA, src *image.YCbCr, kx, ky int) {
+	if src.SubsampleRatio == image.YCbCrSubsampleRatio420 && kx%2 == 0 && ky%2 == 0 &&
+		src.Rect.Min.X%2 == 0 && src.Rect.Min.Y%2 == 0 {
+		boxYCbCr420(dst, src, kx, ky)
+		return
+	}
 	w, h := dst.Rect.Dx(), dst.Rect.Dy()
 	xs, ys := chromaShift(src.SubsampleRatio)
 	n := uint32(kx * ky)
-	sums := make([]uint32, 3*w)
 	x0, y0 := src.Rect.Min.X, src.Rect.Min.Y
 	for oy := 0; oy < h; oy++ {
-		clear(sums)
-		for dy := 0; dy < ky; dy++ {
-			y := y0 + oy*ky + dy
-			yrow := src.Y[(y-y0)*src.YStride:]
-			crow := (y>>ys - y0>>ys) * src.CStride
-			for ox := 0; ox < w; ox++ {
-				s := sums[3*ox : 3*ox+3 : 3*ox+3]
-				for x := x0 + ox*kx; x < x0+(ox+1)*kx; x++ {
-					ci := crow + x>>xs - x0>>xs
-					s[0] += uint32(yrow[x-x0])
-					s[1] += uint32(src.Cb[ci])
-					s[2] += uint32(src.Cr[ci])
+		out := dst.Pix[oy*dst.Stride : oy*dst.Stride+4*w]
+		for ox := 0; ox < w; ox++ {
+			var sy, sb, sr uint32
+			bx := x0 + ox*kx
+			for dy := 0; dy < ky; dy++ {
+				y := y0 + oy*ky + dy
+				for _, v := range src.Y[(y-y0)*src.YStride+bx-x0:][:kx] {
+					sy += uint32(v)
+				}
+				crow := (y>>ys - y0>>ys) * src.CStride
+				cb, cr := src.Cb[crow:], src.Cr[crow:]
+				for x := bx; x < bx+kx; x++ {
+					ci := x>>xs - x0>>xs
+					sb += uint32(cb[ci])
+					sr += uint32(cr[ci])
 				}
 			}
-		}
-		out := dst.Pix[oy*dst.Stride:]
-		for ox := 0; ox < w; ox++ {
-			s := sums[3*ox:]
-			r, g, b := color.YCbCrToRGB(uint8((s[0]+n/2)/n), uint8((s[1]+n/2)/n),
-				uint8((s[2]+n/2)/n))
-			out[4*ox], out[4*ox+1], out[4*ox+2], out[4*ox+3] = r, g, b, 255
+			r, g, b := color.YCbCrToRGB(uint8((sy+n/2)/n), uint8((sb+n/2)/n),
+				uint8((sr+n/2)/n))
+			p := out[4*ox : 4*ox+4 : 4*ox+4]
+			p[0], p[1], p[2], p[3] = r, g, b, 255
 		}
 	}
+}
+
+// boxYCbCr420 is boxYCbCr for 4:2:0 with even factors: each block then covers whole
+// chroma samples, so the three planes are box-summed on their own, the chroma planes
+// with half the factors, reading every sample once.
+func boxYCbCr420(dst *image.RGBA, src *image.YCbCr, kx, ky int) {
+	w, h := dst.Rect.Dx(), dst.Rect.Dy()
+	ys := sumPlane(src.Y, src.YStride, w, h, kx, ky)
+	cbs := sumPlane(src.Cb, src.CStride, w, h, kx/2, ky/2)
+	crs := sumPlane(src.Cr, src.CStride, w, h, kx/2, ky/2)
+	n, nc := uint32(kx*ky), uint32(kx*ky/4)
+	for oy := 0; oy < h; oy++ {
+		out := dst.Pix[oy*dst.Stride : oy*dst.Stride+4*w]
+		for ox := 0; ox < w; ox++ {
+			i := oy*w + ox
+			r, g, b := color.YCbCrToRGB(uint8((ys[i]+n/2)/n), uint8((cbs[i]+nc/2)/nc),
+				uint8((crs[i]+nc/2)/nc))
+			p := out[4*ox : 4*ox+4 : 4*ox+4]
+			p[0], p[1], p[2], p[3] = r, g, b, 255
+		}
+	}
+}
+
+// sumPlane returns the sums of the kx×ky blocks of an 8-bit plane whose top-left sample
+// is pix[0], for w×h blocks, row by row.
+func sumPlane(pix []byte, stride, w, h, kx, ky int) []uint32 {
+	out := make([]uint32, w*h)
+	for oy := 0; oy < h; oy++ {
+		acc := out[oy*w : (oy+1)*w]
+		for dy := 0; dy < ky; dy++ {
+			row := pix[(oy*ky+dy)*stride:]
+			for ox := range acc {
+				var s uint32
+				for _, v := range row[ox*kx : ox*kx+kx] {
+					s += uint32(v)
+				}
+				acc[ox] += s
+			}
+		}
+	}
+	return out
 }
 
 // chromaShift returns how far x and y shift right to index the chroma planes.

@@ -107,19 +107,22 @@ func renderFrame(ctx context.Context, img image.Image, info *sourceInfo, opt ima
 		dispW, dispH = dispH, dispW
 	}
 	g := planGeometry(dispW, dispH, opt)
+	plan := g.planResample(dispW, dispH)
 
 	// The box pre-shrink works in stored orientation, before turning upright, so its
 	// factors swap with the axes.
-	kx, ky := g.boxFactor(dispW, dispH)
+	kx, ky := plan.kx, plan.ky
 	if swapsAxes(info.orientation) {
 		kx, ky = ky, kx
 	}
-	small := preShrink(img, kx, ky)
+	var work image.Image = preShrink(img, kx, ky)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	oriented := orient(small, info.orientation)
-	res := scaleTo(oriented, g)
+	if info.orientation != 1 {
+		work = orient(work, info.orientation)
+	}
+	res := scaleTo(work, g, plan.kernel)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -99,25 +100,35 @@ func TestBoxYCbCrMatchesRGBA(t *testing.T) {
 		image.YCbCrSubsampleRatio422, image.YCbCrSubsampleRatio420,
 		image.YCbCrSubsampleRatio440, image.YCbCrSubsampleRatio411,
 		image.YCbCrSubsampleRatio410} {
-		t.Run(r.String(), func(t *testing.T) {
-			m := image.NewYCbCr(image.Rect(3, 5, 3+37, 5+29), r)
-			// Smooth content keeps conversion clamping out of the comparison.
-			for i := range m.Y {
-				m.Y[i] = uint8(96 + rng.Intn(64))
-			}
-			for i := range m.Cb {
-				m.Cb[i], m.Cr[i] = uint8(112+rng.Intn(32)), uint8(112+rng.Intn(32))
-			}
-			got := preShrink(m, 3, 2).(*image.RGBA)
-			want := preShrink(toRGBA(m), 3, 2).(*image.RGBA)
-			wantSize(t, got, 12, 14)
+		for _, p := range []image.Point{{3, 5}, {4, 6}} {
+			testBoxYCbCr(t, rng, image.NewYCbCr(image.Rect(p.X, p.Y, p.X+37, p.Y+29), r))
+		}
+	}
+}
+
+// testBoxYCbCr fills m with smooth random content (keeping conversion clamping out of
+// the comparison) and compares both box paths with converting first.
+func testBoxYCbCr(t *testing.T, rng *rand.Rand, m *image.YCbCr) {
+	t.Helper()
+	for i := range m.Y {
+		m.Y[i] = uint8(96 + rng.Intn(64))
+	}
+	for i := range m.Cb {
+		m.Cb[i], m.Cr[i] = uint8(112+rng.Intn(32)), uint8(112+rng.Intn(32))
+	}
+	t.Run(fmt.Sprint(m.SubsampleRatio, m.Rect.Min), func(t *testing.T) {
+		// 3x2 takes the general path; 4x2 and 2x4 the 4:2:0 plane path when it applies.
+		for _, k := range []image.Point{{3, 2}, {4, 2}, {2, 4}} {
+			got := preShrink(m, k.X, k.Y).(*image.RGBA)
+			want := preShrink(toRGBA(m), k.X, k.Y).(*image.RGBA)
+			wantSize(t, got, 37/k.X, 29/k.Y)
 			for i := range got.Pix {
 				if absDiff(got.Pix[i], want.Pix[i]) > 2 {
-					t.Fatalf("pix[%d] = %d, want %d ±2", i, got.Pix[i], want.Pix[i])
+					t.Fatalf("k=%v pix[%d] = %d, want %d ±2", k, i, got.Pix[i], want.Pix[i])
 				}
 			}
-		})
-	}
+		}
+	})
 }
 
 // TestBoxAlphaWeighted: transparent green pixels add nothing but transparency.
