@@ -55,7 +55,43 @@ func parseICC(p []byte) *iccProfile {
 		return nil
 	}
 	pr.m = mul3(inv, src)
+	if pr.isSRGB() {
+		return nil
+	}
 	return pr
+}
+
+// isSRGB reports whether converting would change nothing visible: the matrix is the
+// identity and every curve is the sRGB curve, within 1/500. Camera and editor files
+// often carry an sRGB profile; skipping it saves a pass over the pixels.
+func (pr *iccProfile) isSRGB() bool {
+	for i := 0; i < 3; i++ {
+		for j := 0; j < 3; j++ {
+			id := 0.0
+			if i == j {
+				id = 1
+			}
+			if math.Abs(pr.m[i][j]-id) > 0.002 {
+				return false
+			}
+		}
+	}
+	for c := range pr.lin {
+		for v, l := range pr.lin[c] {
+			if math.Abs(float64(l)-srgbDecode(float64(v)/255)) > 0.002 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// srgbDecode is the sRGB transfer function from encoded [0, 1] to linear light.
+func srgbDecode(v float64) float64 {
+	if v <= 0.04045 {
+		return v / 12.92
+	}
+	return math.Pow((v+0.055)/1.055, 2.4)
 }
 
 // iccTags maps tag signatures to their data, skipping entries that point outside p.
