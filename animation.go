@@ -57,10 +57,11 @@ func decodeAllFrames(src []byte, info *sourceInfo) ([]image.Image, []int, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Frames come back composited on the canvas as premultiplied RGBA.
 	out := make([]image.Image, len(all.Image))
 	delays := make([]int, len(all.Image))
 	for i, f := range all.Image {
-		out[i] = webpFrame(f)
+		out[i] = f
 		if i < len(all.Delay) {
 			delays[i] = all.Delay[i]
 		}

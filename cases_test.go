@@ -391,7 +391,7 @@ func animatedLike(ref string, delays []int, loop, tol int) checkFunc {
 			t.Fatal(err)
 		}
 		for i := range a.Image {
-			compareFrame(t, webpFrame(a.Image[i]), g.Image[i], tol)
+			compareFrame(t, a.Image[i], g.Image[i], tol)
 		}
 	}
 }

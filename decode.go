@@ -3,6 +3,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/draw"
@@ -149,53 +150,22 @@ func decodeStill(src []byte, info *sourceInfo) (image.Image, error) {
 	return normalize(img), nil
 }
 
+// decodeWebPStill decodes a WebP still, or the composited first frame of an animation,
+// as premultiplied RGBA. It goes through webp.DecodeAll, libwebp's RGBA path, because
+// webp.Decode returns the raw limited-range 4:2:0 YUV planes as an image.NYCbCrA, which
+// image/color reads as full-range JPEG samples (pure red shows as 239,15,14) and which
+// loses the chroma detail of lossless files.
 func decodeWebPStill(src []byte) (image.Image, error) {
 	webpInit()
-	img, err := webp.Decode(bytes.NewReader(src))
+	all, err := webp.DecodeAll(bytes.NewReader(src))
 	if err != nil {
 		return nil, err
 	}
-	return webpFrame(img), nil
-}
-
-// webpFrame fixes what the WebP decoder returns. Animation frames come back as
-// *image.RGBA although libwebp's animation decoder writes unpremultiplied RGBA. Stills
-// come back as *image.NYCbCrA holding libwebp's limited-range (BT.601, Y in 16..235)
-// samples, which image/color would read as full-range JPEG samples, washing colours out
-// (pure red would show as 239,15,14); they are converted here with the right formula.
-// TODO: this relies on gen2brain/webp using MODE_RGBA for animations; a frame with
-// partial alpha would tell (no test file has one).
-func webpFrame(img image.Image) image.Image {
-	if m, ok := img.(*image.RGBA); ok {
-		return &image.NRGBA{Pix: m.Pix, Stride: m.Stride, Rect: m.Rect}
+	if len(all.Image) == 0 {
+		return nil, errors.New("no frames")
 	}
-	if m, ok := img.(*image.NYCbCrA); ok {
-		return limitedYCbCrToNRGBA(m)
-	}
-	return img
+	return all.Image[0], nil
 }
-
-// limitedYCbCrToNRGBA converts limited-range BT.601 YCbCr with alpha, as VP8 stores it.
-func limitedYCbCrToNRGBA(m *image.NYCbCrA) *image.NRGBA {
-	b := m.Rect
-	dst := image.NewNRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		out := dst.Pix[(y-b.Min.Y)*dst.Stride:]
-		for x := b.Min.X; x < b.Max.X; x++ {
-			yy := (int32(m.Y[m.YOffset(x, y)]) - 16) * 76309
-			ci := m.COffset(x, y)
-			cb, cr := int32(m.Cb[ci])-128, int32(m.Cr[ci])-128
-			o := 4 * (x - b.Min.X)
-			out[o] = clamp8((yy + 104597*cr + 32768) >> 16)
-			out[o+1] = clamp8((yy - 25675*cb - 53279*cr + 32768) >> 16)
-			out[o+2] = clamp8((yy + 132201*cb + 32768) >> 16)
-			out[o+3] = m.A[m.AOffset(x, y)]
-		}
-	}
-	return dst
-}
-
-func clamp8(v int32) uint8 { return uint8(min(max(v, 0), 255)) }
 
 // normalize turns decoder output into a type the resizer reads fast: YCbCr, RGBA,
 // NRGBA and Gray stay; 16-bit images round to 8 bits as (v*255+32767)/65535; anything

@@ -196,3 +196,55 @@ func TestRound16(t *testing.T) {
 		}
 	}
 }
+
+// muxedAnimation builds a two-frame animated WebP with the pipeline's own muxer: red at
+// half alpha for 40 ms, then opaque blue for 60 ms, playing 3 times.
+func muxedAnimation(t *testing.T) []byte {
+	t.Helper()
+	var frames []webpAnimFrame
+	for i, c := range []color.RGBA{{128, 0, 0, 128}, {0, 0, 255, 255}} {
+		m := image.NewRGBA(image.Rect(0, 0, 8, 8))
+		for p := 0; p < len(m.Pix); p += 4 {
+			m.Pix[p], m.Pix[p+1], m.Pix[p+2], m.Pix[p+3] = c.R, c.G, c.B, c.A
+		}
+		f, err := encodeAnimFrame(m, imageOptions{Lossless: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.duration = 40 + 20*i
+		frames = append(frames, f)
+	}
+	return muxWebPAnimation(8, 8, 3, frames)
+}
+
+// TestAnimatedWebPPartialAlpha: frames with partial alpha keep their colour through
+// decode (premultiplied) and re-encode, and the muxer's output is a valid animation.
+func TestAnimatedWebPPartialAlpha(t *testing.T) {
+	src := muxedAnimation(t)
+	animatedFrames(2, []int{40, 60}, 3)(t, src)
+
+	out, _, err := transformImage(context.Background(), src, imageOptions{Format: "png"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all(size(8, 8), pixel(4, 4, color.NRGBA{255, 0, 0, 128}, tolPNG))(t, out)
+
+	out, _, err = transformImage(context.Background(), src,
+		imageOptions{Format: "webp", Width: 4, Lossless: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all(size(4, 4), pixel(2, 2, color.NRGBA{255, 0, 0, 128}, tolPNG),
+		animatedFrames(2, []int{40, 60}, 3))(t, out)
+}
+
+// TestAnimatedWebPLimitForStills: an animated WebP is decoded whole even for a still,
+// so the animation budget applies to it too.
+func TestAnimatedWebPLimitForStills(t *testing.T) {
+	src := muxedAnimation(t)
+	_, _, err := transformImage(context.Background(), src,
+		imageOptions{Format: "png", MaxAnimationPixels: 127})
+	if !errors.Is(err, errAnimationTooLarge) {
+		t.Fatalf("transformImage() error = %v, want errAnimationTooLarge", err)
+	}
+}
