@@ -86,10 +86,10 @@ func (g geometry) resizes(w, h int) bool {
 		g.x1 != 1 || g.y1 != 1)
 }
 
-// fastPathPixels is the size of the final kernel's input above which the pipeline
-// trades CatmullRom for ApproxBiLinear after a deeper box pre-shrink: x/image/draw's
-// CatmullRom costs about 35-80 ns per source pixel here (BenchmarkResize), so a 1080p
-// photo to 1200 px would spend over 100 ms in it.
+// fastPathPixels is the largest input the final CatmullRom gets: x/image/draw's
+// CatmullRom costs about 35-80 ns per input pixel here (BenchmarkResize), so a 1080p
+// photo to 1200 px would spend over 100 ms in it. Above it the box shrinks deeper and,
+// if that is not enough, ApproxBiLinear finishes.
 const fastPathPixels = 100_000
 
 // resamplePlan says how to get from an upright w×h image to g: box factors for the
@@ -100,20 +100,26 @@ type resamplePlan struct {
 }
 
 // planResample keeps at least twice the output's pixels for CatmullRom when that input
-// is small; for large inputs it box-shrinks to between one and two times the output
-// and finishes with ApproxBiLinear, which is close to an area average at those ratios.
+// is small. Otherwise it box-shrinks to between one and two times the output, and
+// finishes with CatmullRom if that is small enough, else with ApproxBiLinear, which is
+// close to an area average at those ratios (a 1080p photo to 1200 px).
 func (g geometry) planResample(w, h int) resamplePlan {
 	if g.outW == 0 {
 		return resamplePlan{1, 1, xdraw.CatmullRom}
 	}
 	cw, ch := float64(w)*(g.x1-g.x0), float64(h)*(g.y1-g.y0)
-	kx := max(int(cw)/(2*g.outW), 1)
-	ky := max(int(ch)/(2*g.outH), 1)
-	if (w/kx)*(h/ky) <= fastPathPixels {
+	factors := func(margin int) (int, int, bool) {
+		kx := max(int(cw)/(margin*g.outW), 1)
+		ky := max(int(ch)/(margin*g.outH), 1)
+		return kx, ky, (w/kx)*(h/ky) <= fastPathPixels
+	}
+	if kx, ky, small := factors(2); small {
 		return resamplePlan{kx, ky, xdraw.CatmullRom}
 	}
-	kx = max(int(cw)/g.outW, 1)
-	ky = max(int(ch)/g.outH, 1)
+	kx, ky, small := factors(1)
+	if small {
+		return resamplePlan{kx, ky, xdraw.CatmullRom}
+	}
 	return resamplePlan{kx, ky, xdraw.ApproxBiLinear}
 }
 

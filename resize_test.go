@@ -11,6 +11,8 @@ import (
 	"math/rand"
 	"os"
 	"testing"
+
+	xdraw "golang.org/x/image/draw"
 )
 
 func TestPlanGeometry(t *testing.T) {
@@ -144,8 +146,8 @@ func TestBoxAlphaWeighted(t *testing.T) {
 	}
 }
 
-// TestPhotoResize runs the real photo to the benchmark sizes and checks the result
-// against image/jpeg's decode averaged over the same blocks.
+// TestPhotoResize runs the real photo through both resampling paths and compares the
+// result with x/image/draw's CatmullRom applied to the whole decoded photo.
 func TestPhotoResize(t *testing.T) {
 	src, err := os.ReadFile("testdata/flower-1920x1080.jpg")
 	if err != nil {
@@ -155,22 +157,52 @@ func TestPhotoResize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := transformImage(context.Background(), src, suffixOptions("resize-240x.png"))
-	if err != nil {
-		t.Fatal(err)
+	// 100 px: box by 9 (2x margin), CatmullRom on 213x120. 300 px: box by 6 (1x
+	// margin), CatmullRom on 320x180. 1200 px: no box, ApproxBiLinear on the photo.
+	for _, tc := range []struct{ w, h int }{{100, 56}, {300, 169}, {1200, 675}} {
+		t.Run(fmt.Sprint(tc.w), func(t *testing.T) {
+			out, _, err := transformImage(context.Background(), src,
+				imageOptions{Width: tc.w, Format: "png"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := decodeOutput(t, out)
+			wantSize(t, img, tc.w, tc.h)
+			want := image.NewRGBA(image.Rect(0, 0, tc.w, tc.h))
+			xdraw.CatmullRom.Scale(want, want.Rect, ref, ref.Bounds(), xdraw.Src, nil)
+			var sum, n float64
+			for y := 0; y < tc.h; y++ {
+				for x := 0; x < tc.w; x++ {
+					g, w := at(img, x, y), want.RGBAAt(x, y)
+					sum += float64(absDiff(g.R, w.R) + absDiff(g.G, w.G) + absDiff(g.B, w.B))
+					n += 3
+				}
+			}
+			if mean := sum / n; mean > 3 {
+				t.Errorf("mean difference from CatmullRom on the full photo = %.2f, want ≤ 3",
+					mean)
+			}
+		})
 	}
-	img := decodeOutput(t, out)
-	wantSize(t, img, 240, 135)
-	want := preShrink(ref, 8, 8).(*image.RGBA)
-	var sum, n float64
-	for y := 0; y < 135; y++ {
-		for x := 0; x < 240; x++ {
-			g, w := at(img, x, y), want.RGBAAt(x, y)
-			sum += float64(absDiff(g.R, w.R) + absDiff(g.G, w.G) + absDiff(g.B, w.B))
-			n += 3
+}
+
+func TestPlanResample(t *testing.T) {
+	for _, tc := range []struct {
+		w, h, outW int
+		kx, ky     int
+		kernel     xdraw.Interpolator
+	}{
+		{1920, 1080, 100, 9, 9, xdraw.CatmullRom},
+		{1920, 1080, 300, 6, 6, xdraw.CatmullRom},
+		{1920, 1080, 1200, 1, 1, xdraw.ApproxBiLinear},
+		{64, 64, 21, 1, 1, xdraw.CatmullRom},
+		{10000, 1, 100, 50, 1, xdraw.CatmullRom},
+	} {
+		g := planGeometry(tc.w, tc.h, imageOptions{Width: tc.outW})
+		p := g.planResample(tc.w, tc.h)
+		if p.kx != tc.kx || p.ky != tc.ky || p.kernel != tc.kernel {
+			t.Errorf("planResample(%dx%d to %d) = %d, %d, %T; want %d, %d, %T", tc.w, tc.h,
+				tc.outW, p.kx, p.ky, p.kernel, tc.kx, tc.ky, tc.kernel)
 		}
-	}
-	if mean := sum / n; mean > 4 {
-		t.Errorf("mean difference from an 8x8 box average = %.2f, want ≤ 4", mean)
 	}
 }
