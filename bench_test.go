@@ -124,3 +124,34 @@ func BenchmarkPreShrink(b *testing.B) {
 		preShrink(img, 3, 3)
 	}
 }
+
+// BenchmarkEncodeWebP measures the lossy encoder per method on 300 and 1200 px
+// thumbnails of the photo, to choose webp_method.
+func BenchmarkEncodeWebP(b *testing.B) {
+	img, err := jpeg.Decode(bytes.NewReader(readPhoto(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	webpInit()
+	for _, w := range []int{300, 1200} {
+		thumb, err := renderFrame(context.Background(), img, &sourceInfo{orientation: 1},
+			imageOptions{Width: w})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range []int{0, 2, 4, 6} {
+			b.Run(fmt.Sprintf("%d/method%d", w, m), func(b *testing.B) {
+				var n int
+				for b.Loop() {
+					var buf bytes.Buffer
+					opt := imageOptions{Quality: 80, WebPMethod: m}
+					if err := encodeWebP(&buf, thumb, opt); err != nil {
+						b.Fatal(err)
+					}
+					n = buf.Len()
+				}
+				b.ReportMetric(float64(n), "bytes")
+			})
+		}
+	}
+}

@@ -28,6 +28,9 @@ type caseRow struct {
 	status  int
 	wantErr error
 	check   checkFunc
+	// config names what a handler test must configure besides the suffix, for rows
+	// whose options differ from the default config's; "" for plain rows.
+	config string
 }
 
 // row builds a success row whose options come from the suffix and the default config.
@@ -42,9 +45,11 @@ func failRow(file, suffix string, err error, status int) caseRow {
 		wantErr: err}
 }
 
-// with returns r with its options changed by f (for config keys a suffix cannot say).
-func (r caseRow) with(f func(*imageOptions)) caseRow {
+// with returns r with its options changed by f, for settings a suffix cannot say;
+// config says which (a config key or a route setting).
+func (r caseRow) with(config string, f func(*imageOptions)) caseRow {
 	f(&r.opt)
+	r.config = config
 	return r
 }
 
@@ -119,7 +124,8 @@ func caseRows() []caseRow {
 			24)),
 		row("gif/animated-partial-frames.gif", "resize-24x.webp", animatedLike(
 			"gif/animated-partial-frames.coalesced-reference.gif", []int{100, 200, 300}, 0,
-			tolPNG)).with(func(o *imageOptions) { o.Lossless = true }),
+			tolPNG)).with("route asks for lossless WebP",
+			func(o *imageOptions) { o.Lossless = true }),
 		// Policy: odd 1x1 GIFs come out as browsers show them: one transparent pixel.
 		row("gif/1x1-transparent.gif", "resize-x.png", all(size(1, 1), corners(clear0, 0))),
 		row("gif/1x1-empty-lzw.gif", "resize-x.png", all(size(1, 1), corners(clear0, 0))),
@@ -189,15 +195,20 @@ func caseRows() []caseRow {
 				color.NRGBA{191, 191, 255, 255}))),
 		row("png/palette-trns-partial.png", "resize-32x.jpeg", all(size(32, 32),
 			pixel(8, 8, color.NRGBA{0x33, 0x66, 0xcc, 255}, tolLossy))).
-			with(func(o *imageOptions) { o.Background = color.NRGBA{0x33, 0x66, 0xcc, 255} }),
+			with(`background = "#3366cc"`,
+				func(o *imageOptions) { o.Background = color.NRGBA{0x33, 0x66, 0xcc, 255} }),
 		row("png/palette-trns-partial.png", "resize-32x.png", format("png")).
-			with(func(o *imageOptions) { o.Format = "auto-noalpha" }),
+			with("output format auto, Accept without image/webp",
+				func(o *imageOptions) { o.Format = "auto-noalpha" }),
 		row("jpeg/orient-1.jpg", "resize-32x.jpeg", format("jpeg")).
-			with(func(o *imageOptions) { o.Format = "auto-noalpha" }),
+			with("output format auto, Accept without image/webp",
+				func(o *imageOptions) { o.Format = "auto-noalpha" }),
 		row("gif/animated-partial-frames.gif", "resize-24x.webp", animatedFrames(3,
-			[]int{100, 200, 300}, 0)).with(func(o *imageOptions) { o.MaxAnimationPixels = 4608 }),
+			[]int{100, 200, 300}, 0)).with("max_animation_pixels = 4608",
+			func(o *imageOptions) { o.MaxAnimationPixels = 4608 }),
 		failRow("gif/animated-partial-frames.gif", "resize-24x.webp", errAnimationTooLarge,
-			422).with(func(o *imageOptions) { o.MaxAnimationPixels = 4607 }),
+			422).with("max_animation_pixels = 4607",
+			func(o *imageOptions) { o.MaxAnimationPixels = 4607 }),
 	)
 	return rows
 }

@@ -51,6 +51,29 @@ type imageOptions struct {
 	MaxAnimationPixels int64
 }
 
+// The pipeline's policies, each tested in cases_test.go or beside it:
+//
+//   - Format comes from the bytes (sniffFormat); anything else is errNotImage.
+//   - Size limits come from the header (JPEG SOF, PNG IHDR, GIF screen and frames, WebP
+//     VP8X/VP8/VP8L) before any pixel buffer exists.
+//   - EXIF orientation (first APP1 EXIF block, PNG eXIf, WebP EXIF) is applied before
+//     the target size is computed; outputs carry no metadata at all.
+//   - ICC: RGB matrix/TRC profiles (Display P3, Adobe RGB, ...) are converted to sRGB;
+//     sRGB profiles are skipped; LUT, gray and CMYK profiles are ignored.
+//   - PNG gAMA, cHRM and sRGB chunks are ignored: samples are taken as sRGB. Optional
+//     chunks with a bad CRC are dropped before decoding, as browsers skip them.
+//   - 16-bit samples round to 8 bits as (v*255+32767)/65535.
+//   - Resampling averages stored (gamma-encoded) values, not linear light, like
+//     browsers and most proxies: 1-px black/white stripes become 128, not 188.
+//   - Resampling is alpha-weighted (premultiplied); JPEG output is composited onto
+//     Background; PNG and WebP keep alpha.
+//   - A truncated or corrupt JPEG is errBadImage (502): image/jpeg returns no partial
+//     image. GIF frames whose data is short are dropped from the end; a GIF with no
+//     complete frame is a transparent canvas; a frame larger than the logical screen
+//     grows the canvas.
+//   - Animated GIF/WebP: still outputs show the composited first frame; WebP output
+//     stays animated (full-canvas frames, delays and loop count kept).
+
 // defaultQuality is used when imageOptions.Quality is 0.
 const defaultQuality = 75
 
