@@ -70,14 +70,15 @@ func probe(src []byte) (*sourceInfo, error) {
 // decoder always decodes all frames).
 func (s *sourceInfo) checkLimits(opt imageOptions) error {
 	px := int64(s.width) * int64(s.height)
-	if opt.MaxSourcePixels > 0 && px > opt.MaxSourcePixels {
+	if limit := limitOr(opt.MaxSourcePixels, defaultMaxSourcePixels); px > limit {
 		return fmt.Errorf("%w: %dx%d is over %d pixels",
-			errSourceTooLarge, s.width, s.height, opt.MaxSourcePixels)
+			errSourceTooLarge, s.width, s.height, limit)
 	}
 	allFrames := wantAnimated(s, opt) || (s.format == "webp" && s.frames > 1)
-	if allFrames && opt.MaxAnimationPixels > 0 && px*int64(s.frames) > opt.MaxAnimationPixels {
+	limit := limitOr(opt.MaxAnimationPixels, defaultMaxAnimationPixels)
+	if allFrames && px*int64(s.frames) > limit {
 		return fmt.Errorf("%w: %d frames of %dx%d is over %d pixels",
-			errAnimationTooLarge, s.frames, s.width, s.height, opt.MaxAnimationPixels)
+			errAnimationTooLarge, s.frames, s.width, s.height, limit)
 	}
 	return nil
 }

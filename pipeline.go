@@ -20,7 +20,7 @@ var (
 
 // imageOptions says what variant to make. The caller has already clamped Width/Height to
 // thumb_max_* and Quality to [1, thumb_max_quality]. The zero value re-encodes the source
-// as JPEG at a default quality with no resize and no pixel limits.
+// as JPEG at a default quality with no resize, within the default pixel limits.
 type imageOptions struct {
 	// Width and Height are the target box in pixels; 0 derives one from the other
 	// (rounded to nearest, never 0); both 0 means no resize.
@@ -44,10 +44,11 @@ type imageOptions struct {
 	// WebPMethod is the WebP encoder effort, 0 (fast) to 6 (small).
 	WebPMethod int
 	// MaxSourcePixels refuses sources with more than width*height pixels, checked from
-	// the header before decoding; 0 means no limit.
+	// the header before decoding; 0 or less means defaultMaxSourcePixels, since no
+	// limit at all lets one small file exhaust memory.
 	MaxSourcePixels int64
 	// MaxAnimationPixels refuses animated sources with frames*width*height above it
-	// when all frames must be decoded; 0 means no limit.
+	// when all frames must be decoded; 0 or less means defaultMaxAnimationPixels.
 	MaxAnimationPixels int64
 }
 
@@ -74,8 +75,20 @@ type imageOptions struct {
 //   - Animated GIF/WebP: still outputs show the composited first frame; WebP output
 //     stays animated (full-canvas frames, delays and loop count kept).
 
-// defaultQuality is used when imageOptions.Quality is 0.
-const defaultQuality = 75
+// Defaults for zero options, the same as the config's.
+const (
+	defaultQuality            = 75
+	defaultMaxSourcePixels    = 50_000_000
+	defaultMaxAnimationPixels = 100_000_000
+)
+
+// limitOr returns v, or def when v is not positive.
+func limitOr(v, def int64) int64 {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
 
 // transformImage decodes src (format sniffed from its bytes, never from a name), applies
 // EXIF orientation, resizes per opt, converts tagged colours to sRGB, and encodes. It

@@ -248,3 +248,13 @@ func TestAnimatedWebPLimitForStills(t *testing.T) {
 		t.Fatalf("transformImage() error = %v, want errAnimationTooLarge", err)
 	}
 }
+
+// TestZeroOptionsStillLimit: zero limits mean the defaults, not "no limit", so a
+// caller that forgets them cannot be taken down by a bomb.
+func TestZeroOptionsStillLimit(t *testing.T) {
+	src := readCase(t, "bombs/png-ihdr-100000x100000.png")
+	if _, _, err := transformImage(context.Background(), src, imageOptions{}); !errors.Is(err,
+		errSourceTooLarge) {
+		t.Fatalf("transformImage(bomb, zero options) error = %v, want errSourceTooLarge", err)
+	}
+}
