@@ -90,6 +90,7 @@ func boxNRGBA(dst *image.RGBA, src *image.NRGBA, kx, ky int) {
 	}
 }
 
+// boxGray averages gray samples into opaque gray RGBA.
 func boxGray(dst *image.RGBA, src *image.Gray, kx, ky int) {
 	w, h := dst.Rect.Dx(), dst.Rect.Dy()
 	n := uint32(kx * ky)

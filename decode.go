@@ -83,6 +83,7 @@ func (s *sourceInfo) checkLimits(opt imageOptions) error {
 	return nil
 }
 
+// probeJPEG reads the SOF size, the first EXIF orientation and the ICC profile.
 func probeJPEG(src []byte, info *sourceInfo) error {
 	cfg, err := jpeg.DecodeConfig(bytes.NewReader(src))
 	if err != nil {
@@ -199,6 +200,7 @@ func toRGBA(img image.Image) *image.RGBA {
 // round16 maps a 16-bit sample to 8 bits to nearest.
 func round16(v uint32) uint8 { return uint8((v*255 + 32767) / 65535) }
 
+// nrgba64To8 rounds every 16-bit sample of m to 8 bits.
 func nrgba64To8(m *image.NRGBA64) *image.NRGBA {
 	b := m.Bounds()
 	dst := image.NewNRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
@@ -234,6 +236,7 @@ func rgba64To8(m *image.RGBA64) *image.NRGBA {
 	return dst
 }
 
+// gray16To8 rounds every 16-bit sample of m to 8 bits.
 func gray16To8(m *image.Gray16) *image.Gray {
 	b := m.Bounds()
 	dst := image.NewGray(image.Rect(0, 0, b.Dx(), b.Dy()))

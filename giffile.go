@@ -101,6 +101,7 @@ func (l *gifLayout) webpLoop() int {
 	return min(l.loop+1, 0xffff)
 }
 
+// probeGIF reads the canvas, frame count and loop count from the GIF blocks.
 func probeGIF(src []byte, info *sourceInfo) error {
 	l, err := walkGIF(src)
 	if err != nil {
@@ -172,6 +173,7 @@ func compositeGIF(g *gif.GIF, canvas image.Rectangle) []*image.RGBA {
 	return out
 }
 
+// cloneRGBA returns a copy of m with its own pixels.
 func cloneRGBA(m *image.RGBA) *image.RGBA {
 	c := *m
 	c.Pix = append([]byte(nil), m.Pix...)

@@ -108,6 +108,7 @@ func iccTags(p []byte) map[string][]byte {
 	return tags
 }
 
+// s15 reads an ICC s15Fixed16Number.
 func s15(b []byte) float64 { return float64(int32(binary.BigEndian.Uint32(b))) / 65536 }
 
 // parseTRC returns the tone curve of a curv or para tag as a function on [0, 1].
@@ -124,6 +125,7 @@ func parseTRC(d []byte) (func(float64) float64, bool) {
 	return nil, false
 }
 
+// curvCurve reads a curv tag: identity, a gamma, or a table interpolated linearly.
 func curvCurve(d []byte) (func(float64) float64, bool) {
 	n := int(binary.BigEndian.Uint32(d[8:]))
 	switch {
@@ -201,6 +203,7 @@ func (pr *iccProfile) toSRGB(m *image.RGBA) {
 	}
 }
 
+// convertPixel converts one premultiplied RGBA pixel in place.
 func (pr *iccProfile) convertPixel(p []byte) {
 	a := uint32(p[3])
 	if a == 0 {
@@ -224,6 +227,7 @@ func (pr *iccProfile) convertPixel(p []byte) {
 	}
 }
 
+// mul3 returns the matrix product a×b.
 func mul3(a, b [3][3]float64) (m [3][3]float64) {
 	for i := 0; i < 3; i++ {
 		for j := 0; j < 3; j++ {
@@ -235,6 +239,7 @@ func mul3(a, b [3][3]float64) (m [3][3]float64) {
 	return m
 }
 
+// invert3 returns the inverse of a, or ok false when a is singular.
 func invert3(a [3][3]float64) (m [3][3]float64, ok bool) {
 	det := a[0][0]*(a[1][1]*a[2][2]-a[1][2]*a[2][1]) -
 		a[0][1]*(a[1][0]*a[2][2]-a[1][2]*a[2][0]) +

@@ -45,6 +45,7 @@ func pngChunks(b []byte) []pngChunk {
 	return cs
 }
 
+// probePNG reads the IHDR size and, from chunks with a good CRC, eXIf and iCCP.
 func probePNG(src []byte, info *sourceInfo) error {
 	cs := pngChunks(src)
 	if len(cs) == 0 || cs[0].typ != "IHDR" || len(cs[0].data) < 13 {

@@ -36,6 +36,7 @@ func webpChunks(b []byte) []riffChunk {
 	return cs
 }
 
+// probeWebP reads the canvas size, frame and loop counts, EXIF and ICCP chunks.
 func probeWebP(src []byte, info *sourceInfo) error {
 	cs := webpChunks(src)
 	if len(cs) == 0 {
@@ -88,8 +89,10 @@ func webpSize(c riffChunk) (int, int, error) {
 	return 0, 0, errors.New("bad first chunk " + c.id)
 }
 
+// le24 reads a little-endian 24-bit number.
 func le24(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 }
 
+// putLE24 writes v as a little-endian 24-bit number.
 func putLE24(b []byte, v int) {
 	b[0], b[1], b[2] = byte(v), byte(v>>8), byte(v>>16)
 }
