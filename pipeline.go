@@ -133,8 +133,9 @@ func transformImage(ctx context.Context, src []byte, opt imageOptions) (
 	return encodeStill(ctx, res, opt)
 }
 
-// renderFrame orients, resizes and colour-converts one decoded image into a new
-// premultiplied RGBA image at the size opt asks for.
+// renderFrame orients, resizes and colour-converts one decoded image into premultiplied
+// RGBA at the size opt asks for. The result may share pixels with img (when nothing
+// needed changing), which the caller owns and may then modify.
 func renderFrame(ctx context.Context, img image.Image, info *sourceInfo, opt imageOptions) (
 	*image.RGBA, error) {
 	b := img.Bounds()
