@@ -11,6 +11,7 @@ import (
 	"image/gif"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -256,5 +257,24 @@ func TestZeroOptionsStillLimit(t *testing.T) {
 	if _, _, err := transformImage(context.Background(), src, imageOptions{}); !errors.Is(err,
 		errSourceTooLarge) {
 		t.Fatalf("transformImage(bomb, zero options) error = %v, want errSourceTooLarge", err)
+	}
+}
+
+// TestBombsAllocateLittle: refusing a bomb costs no pixel buffer. The bytes allocated
+// while refusing each stay far below one row of pixels of the announced size.
+func TestBombsAllocateLittle(t *testing.T) {
+	for _, f := range []string{"bombs/jpeg-sof-65500x65500.jpg",
+		"bombs/png-ihdr-100000x100000.png", "bombs/png-bomb-20000x20000.png"} {
+		src := readCase(t, f)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, _, err := transformImage(context.Background(), src, suffixOptions("resize-100x.jpeg"))
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, errSourceTooLarge) {
+			t.Fatalf("%s: error = %v, want errSourceTooLarge", f, err)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+			t.Errorf("%s: allocated %d bytes while refusing, want ≤ 1 MiB", f, n)
+		}
 	}
 }
