@@ -119,8 +119,8 @@ func testBoxYCbCr(t *testing.T, rng *rand.Rand, m *image.YCbCr) {
 		m.Cb[i], m.Cr[i] = uint8(112+rng.Intn(32)), uint8(112+rng.Intn(32))
 	}
 	t.Run(fmt.Sprint(m.SubsampleRatio, m.Rect.Min), func(t *testing.T) {
-		// 3x2 takes the general path; 4x2 and 2x4 the 4:2:0 plane path when it applies.
-		for _, k := range []image.Point{{3, 2}, {4, 2}, {2, 4}} {
+		// 3x2 takes the general path; even factors the 4:2:0 plane path when it applies.
+		for _, k := range []image.Point{{3, 2}, {4, 2}, {2, 4}, {6, 6}, {10, 2}} {
 			got := preShrink(m, k.X, k.Y).(*image.RGBA)
 			want := preShrink(toRGBA(m), k.X, k.Y).(*image.RGBA)
 			wantSize(t, got, 37/k.X, 29/k.Y)
