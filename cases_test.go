@@ -20,7 +20,10 @@ import (
 // caseRow is one request for one case file. suffix is the request suffix of the default
 // grammar (what a client asks for after "/<file>/"), opt the options the handler must
 // derive from it, and either check (status 200) or wantErr with its status. The handler
-// tests can drive the same rows over HTTP: the checks only look at the output bytes.
+// tests can drive the same rows over HTTP, since the checks only look at the output
+// bytes: serve testdata/cases from an origin, GET "/"+r.file+"/"+r.suffix for each row
+// with r.config == "" (or after configuring what r.config says), expect r.status, and
+// on 200 call r.check(t, body).
 type caseRow struct {
 	file    string // under testdata/cases (a copy of ../shared/cases)
 	suffix  string
