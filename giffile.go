@@ -128,11 +128,13 @@ func gifPrefix(src []byte, l *gifLayout, n int) []byte {
 }
 
 // decodeGIFFrames decodes the first n frames and composites each onto the canvas as
-// browsers show it (transparency, then disposal). Frames whose image data is short are
-// dropped from the end, as decoding stops there; a GIF whose first frame is short shows
-// as a fully transparent canvas, as in browsers that got no pixels.
-// BUG: a short frame's decoded rows are lost rather than shown; image/gif returns
-// nothing for a short frame, and keeping them needs a GIF decoder of our own.
+// browsers show it (transparency, then disposal). Frames whose LZW data ends before
+// their last pixel are dropped from the end, as decoding stops there; a GIF whose first
+// frame is short shows as a fully transparent canvas, as in browsers that got no pixels.
+// (walkGIF has already left out a frame cut off inside its data blocks.)
+// BUG: the rows a short or cut-off frame does hold are lost rather than shown, as
+// browsers would; image/gif returns nothing for such a frame, and keeping them needs a
+// GIF frame decoder of our own (compress/lzw makes that about 80 lines).
 func decodeGIFFrames(src []byte, l *gifLayout, n int) ([]*image.RGBA, []int, error) {
 	for ; n > 0; n-- {
 		g, err := gif.DecodeAll(bytes.NewReader(gifPrefix(src, l, n)))

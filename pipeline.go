@@ -69,9 +69,10 @@ type imageOptions struct {
 //   - Resampling is alpha-weighted (premultiplied); JPEG output is composited onto
 //     Background; PNG and WebP keep alpha.
 //   - A truncated or corrupt JPEG is errBadImage (502): image/jpeg returns no partial
-//     image. GIF frames whose data is short are dropped from the end; a GIF with no
-//     complete frame is a transparent canvas; a frame larger than the logical screen
-//     grows the canvas.
+//     image. A GIF frame cut off inside its data blocks is dropped, and a GIF left
+//     with no frame is errBadImage; frames whose LZW data ends before their last pixel
+//     are dropped from the end, and if the first is one of them the GIF shows as a
+//     transparent canvas. A frame larger than the logical screen grows the canvas.
 //   - Animated GIF/WebP: still outputs show the composited first frame; WebP output
 //     stays animated (full-canvas frames, delays and loop count kept).
 
