@@ -278,3 +278,18 @@ func TestBombsAllocateLittle(t *testing.T) {
 		}
 	}
 }
+
+// TestGIFCutInsideOnlyFrame: a one-frame GIF cut inside its data has no frame left,
+// a clear errBadImage (502).
+func TestGIFCutInsideOnlyFrame(t *testing.T) {
+	m := paletted(16, 16, red)
+	for i := range m.Pix {
+		m.Pix[i] = uint8(i % 2)
+	}
+	src := gifWithScreen(t, &gif.GIF{Image: []*image.Paletted{m}, Delay: []int{0}}, 16, 16)
+	_, _, err := transformImage(context.Background(), src[:len(src)-8],
+		suffixOptions("resize-x.png"))
+	if !errors.Is(err, errBadImage) {
+		t.Fatalf("transformImage(cut GIF) error = %v, want errBadImage", err)
+	}
+}
