@@ -14,9 +14,9 @@ import (
 	xdraw "golang.org/x/image/draw"
 )
 
-func readPhoto(b *testing.B) []byte {
+func benchPhoto(b *testing.B) []byte {
 	b.Helper()
-	src, err := os.ReadFile("testdata/flower-1920x1080.jpg")
+	src, err := os.ReadFile("testdata/photos/flower-1920x1080.jpg")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -25,7 +25,7 @@ func readPhoto(b *testing.B) []byte {
 
 // BenchmarkTransform is the whole pipeline: 1080p JPEG to 300 and 1200 px wide.
 func BenchmarkTransform(b *testing.B) {
-	src := readPhoto(b)
+	src := benchPhoto(b)
 	webpInit()
 	for _, w := range []int{300, 1200} {
 		for _, f := range []string{"jpeg", "png", "webp"} {
@@ -48,7 +48,7 @@ func BenchmarkTransform(b *testing.B) {
 // BenchmarkPlainPipeline is issue 7's reference: image/jpeg decode, ApproxBiLinear,
 // image/jpeg encode at q80.
 func BenchmarkPlainPipeline(b *testing.B) {
-	src := readPhoto(b)
+	src := benchPhoto(b)
 	for _, w := range []int{300, 1200} {
 		b.Run(fmt.Sprint(w), func(b *testing.B) {
 			for b.Loop() {
@@ -70,7 +70,7 @@ func BenchmarkPlainPipeline(b *testing.B) {
 
 // BenchmarkResize is the scaling step alone, from the decoded photo.
 func BenchmarkResize(b *testing.B) {
-	img, err := jpeg.Decode(bytes.NewReader(readPhoto(b)))
+	img, err := jpeg.Decode(bytes.NewReader(benchPhoto(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func BenchmarkResize(b *testing.B) {
 
 // BenchmarkEncodePNG compares compression levels on a 300 px photo thumbnail.
 func BenchmarkEncodePNG(b *testing.B) {
-	img, err := jpeg.Decode(bytes.NewReader(readPhoto(b)))
+	img, err := jpeg.Decode(bytes.NewReader(benchPhoto(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func BenchmarkEncodePNG(b *testing.B) {
 
 // BenchmarkPreShrink is the box step alone: the decoded 1080p photo by 3×3.
 func BenchmarkPreShrink(b *testing.B) {
-	img, err := jpeg.Decode(bytes.NewReader(readPhoto(b)))
+	img, err := jpeg.Decode(bytes.NewReader(benchPhoto(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func BenchmarkPreShrink(b *testing.B) {
 // BenchmarkEncodeWebP measures the lossy encoder per method on 300 and 1200 px
 // thumbnails of the photo, to choose webp_method.
 func BenchmarkEncodeWebP(b *testing.B) {
-	img, err := jpeg.Decode(bytes.NewReader(readPhoto(b)))
+	img, err := jpeg.Decode(bytes.NewReader(benchPhoto(b)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -149,7 +149,7 @@ func TestBoxAlphaWeighted(t *testing.T) {
 // TestPhotoResize runs the real photo through both resampling paths and compares the
 // result with x/image/draw's CatmullRom applied to the whole decoded photo.
 func TestPhotoResize(t *testing.T) {
-	src, err := os.ReadFile("testdata/flower-1920x1080.jpg")
+	src, err := os.ReadFile("testdata/photos/flower-1920x1080.jpg")
 	if err != nil {
 		t.Fatal(err)
 	}

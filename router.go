@@ -187,7 +187,7 @@ func compileAction(cfg *Config, kind actionKind, i int, re, origin string,
 			a.sourceTmpl = t
 		case "cache_path_resized":
 			a.resizedTmpl = t
-			if ext, ok := t.literalExt(); ok && outputFormat(ext) == "" {
+			if ext, ok := t.literalExt(); ok && formatForExt(ext) == "" {
 				bad(key, "extension %q is not jpeg, jpg, png or webp", ext)
 			}
 		}
@@ -264,7 +264,7 @@ func (rt *router) build(a *action, groups map[string]string) (*routeMatch, error
 		if m.variantPath, err = cachePath(a.resizedTmpl.render(groups)); err != nil {
 			return nil, err
 		}
-		m.image.Format = outputFormat(path.Ext(m.variantPath))
+		m.image.Format = formatForExt(path.Ext(m.variantPath))
 		if m.image.Format == "" {
 			return nil, fmt.Errorf("%w: output format %q is not supported",
 				errBadPath, path.Ext(m.variantPath))
@@ -337,8 +337,8 @@ func atoi(s string) int {
 	return n
 }
 
-// outputFormat maps a cache path extension to an encoder name, or "".
-func outputFormat(ext string) string {
+// formatForExt maps a cache path extension to an encoder name, or "".
+func formatForExt(ext string) string {
 	switch strings.ToLower(strings.TrimPrefix(ext, ".")) {
 	case "jpeg", "jpg":
 		return "jpeg"

@@ -265,7 +265,7 @@ func readPhoto(t *testing.T, name string) []byte {
 }
 
 // near reports whether two colours are within tol on every channel.
-func near(c color.Color, r, g, b uint8, tol int) bool {
+func nearRGB(c color.Color, r, g, b uint8, tol int) bool {
 	cr, cg, cb, _ := c.RGBA()
 	d := func(a uint32, b uint8) bool { return abs(int(a>>8)-int(b)) <= tol }
 	return d(cr, r) && d(cg, g) && d(cb, b)
@@ -440,7 +440,7 @@ func TestPlaceholder(t *testing.T) {
 	if b := img.Bounds(); b.Dx() != 40 || b.Dy() != 20 {
 		t.Errorf("resized placeholder size = %v, want 40x20", b)
 	}
-	if c := img.At(20, 10); !near(c, 0, 200, 0, 20) { // lossy WebP at q75
+	if c := img.At(20, 10); !nearRGB(c, 0, 200, 0, 20) { // lossy WebP at q75
 		t.Errorf("resized placeholder colour = %v, want green", c)
 	}
 	if got := resp.Header.Get("Cache-Control"); got != "max-age=60" {
@@ -461,7 +461,7 @@ func TestPlaceholder(t *testing.T) {
 	}
 	resp, body = k.get(t, "/gone.png/resize-40x.webp")
 	wantStatus(t, resp, body, http.StatusOK)
-	if c := decodeImage(t, body, "webp").At(20, 20); !near(c, 200, 0, 0, 20) {
+	if c := decodeImage(t, body, "webp").At(20, 20); !nearRGB(c, 200, 0, 0, 20) {
 		t.Errorf("after the origin got the file, colour = %v, want red", c)
 	}
 }
