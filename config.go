@@ -118,6 +118,8 @@ type ResizeConfig struct {
 	CachePathSource  string `toml:"cache_path_source"`
 	CachePathResized string `toml:"cache_path_resized"`
 	Origin           string `toml:"origin"`
+	// WebPLossless makes WebP output of PNG and GIF sources lossless.
+	WebPLossless bool `toml:"webp_lossless,omitempty"`
 }
 
 // ProxyConfig is a proxy action: fetch a file and serve it as it is.
@@ -285,7 +287,7 @@ func defaultConfig() *Config {
 		MaxSourcePixels:     50_000_000,
 		MaxAnimationPixels:  100_000_000,
 		Background:          "white",
-		WebPMethod:          4,
+		WebPMethod:          2,
 		ExternalExpires:     Duration{Duration: 600 * time.Second},
 		CacheDefaultExpires: Duration{Duration: 300 * time.Second},
 		ServeStaleOnError:   true,
@@ -296,8 +298,9 @@ func defaultConfig() *Config {
 }
 
 // defaultConfigTOML is the configuration used when no file is found. It proxies
-// any image path and resizes with the simple sample's grammar:
-// <path>.<jpg|jpeg|png|gif|webp>/resize-[W]x[H][-f][-qQ][-N].<jpeg|webp|png>
+// any image path and resizes with the simple sample's grammar, extended with
+// fit modes, a crop anchor and negotiated output:
+// <path>.<jpg|jpeg|png|gif|webp>/resize-[W]x[H][-f|-fill|-crop|-fit][-top|...][-qQ][-N].<jpeg|webp|png|auto>
 const defaultConfigTOML = `
 cache_dir = "./data"
 
@@ -307,10 +310,10 @@ headers = { Host = "localhost" }
 
 [[routing]]
 [routing.resize]
-url_re = '(?P<base>.+)\.(?P<ext>(?i:jpe?g|png|gif|webp))/resize-(?P<width>\d{1,4})?x(?P<height>\d{1,4})?(?P<fit>-f)?(?:-q(?P<quality>\d{1,3}))?(?P<version>-\d+)?\.(?P<thumb_ext>jpeg|jpg|webp|png)'
+url_re = '(?P<base>.+)\.(?P<ext>(?i:jpe?g|png|gif|webp))/resize-(?P<width>\d{1,4})?x(?P<height>\d{1,4})?(?P<fit>-f|-fill|-crop|-fit)?(?P<gravity>-center|-top|-bottom|-left|-right)?(?:-q(?P<quality>\d{1,3}))?(?P<version>-\d+)?\.(?P<thumb_ext>jpeg|jpg|webp|png|auto)'
 origin_tmpl = "{base}.{ext}"
 cache_path_source = "{base}/source.{ext}"
-cache_path_resized = "{base}-{width}x{height}-{fit}-q{quality}{version}.{thumb_ext}"
+cache_path_resized = "{base}-{width}x{height}-{fit}{gravity}-q{quality}{version}.{thumb_ext}"
 origin = "default"
 
 [routing.proxy]

@@ -109,6 +109,8 @@ func serve(ctx context.Context, cfg *Config, src configSource, addr string, logs
 		return err
 	}
 	defer s.Close()
+	// Compile the WebP codec now rather than in the first request (~200 ms).
+	go webpInit()
 	stopCleaner := startCleaner(ctx, cfg, s, logs.logger("katana.cleaner"))
 	defer stopCleaner()
 

@@ -48,6 +48,7 @@ type action struct {
 	sourceTmpl  template // cache_path (proxy) or cache_path_source (resize)
 	resizedTmpl template // cache_path_resized (resize only)
 
+	lossless         bool            // WebP output of PNG and GIF sources is lossless (resize only)
 	methods          map[string]bool // methods besides GET and HEAD (proxy only)
 	keyQuery         bool            // the query string is part of the key (proxy only)
 	storeUnvalidated bool            // store responses without freshness or validator
@@ -77,6 +78,7 @@ type routeMatch struct {
 	sourcePath  string            // cache path of the source, relative to cache_dir
 	variantPath string            // cache path of the variant (resize only)
 	image       imageOptions      // what variant to make (resize only)
+	negotiated  bool              // the format came from Accept: answers Vary on it
 }
 
 // router holds the compiled routes in order. It is read-only after
@@ -114,6 +116,7 @@ func compileRoute(i int, rc *RouteConfig, cfg *Config) ([]*action, error) {
 		})
 		errs = append(errs, err)
 		if a != nil {
+			a.lossless = r.WebPLossless
 			acts = append(acts, a)
 		}
 	}
@@ -188,7 +191,7 @@ func compileAction(cfg *Config, kind actionKind, i int, re, origin string,
 		case "cache_path_resized":
 			a.resizedTmpl = t
 			if ext, ok := t.literalExt(); ok && formatForExt(ext) == "" {
-				bad(key, "extension %q is not jpeg, jpg, png or webp", ext)
+				bad(key, "extension %q is not jpeg, jpg, png, webp or auto", ext)
 			}
 		}
 	}
@@ -296,7 +299,12 @@ func (rt *router) normalise(groups map[string]string) imageOptions {
 		groups["fit"] = "1"
 	}
 	if _, ok := groups["gravity"]; ok {
-		groups["gravity"] = gravity
+		// The anchor matters only for a crop, and the centre is the default:
+		// both leave the cache path as it was without one.
+		groups["gravity"] = ""
+		if fit == "fill" && gravity != "center" {
+			groups["gravity"] = "-" + gravity
+		}
 	}
 	return imageOptions{Width: w, Height: h, Fit: fit, Gravity: gravity, Quality: q}
 }
@@ -337,6 +345,43 @@ func atoi(s string) int {
 	return n
 }
 
+// negotiate settles an "auto" output format from the request's Accept:
+// WebP when it names image/webp with a non-zero q, else JPEG or PNG by the
+// source's alpha. The WebP variant shares the path of an explicit .webp
+// request; the other keeps the .auto path. Other formats are left alone.
+func (m *routeMatch) negotiate(accept string) {
+	if m.image.Format != "auto" {
+		return
+	}
+	m.negotiated = true
+	if acceptsWebP(accept) {
+		m.image.Format = "webp"
+		m.variantPath = strings.TrimSuffix(m.variantPath, path.Ext(m.variantPath)) + ".webp"
+		return
+	}
+	m.image.Format = "auto-noalpha"
+}
+
+// acceptsWebP reports whether an Accept value names image/webp with q > 0.
+func acceptsWebP(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		typ, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if !strings.EqualFold(strings.TrimSpace(typ), "image/webp") {
+			continue
+		}
+		for _, p := range strings.Split(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(k, "q") {
+				if q, err := strconv.ParseFloat(v, 64); err == nil && q <= 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
 // formatForExt maps a cache path extension to an encoder name, or "".
 func formatForExt(ext string) string {
 	switch strings.ToLower(strings.TrimPrefix(ext, ".")) {
@@ -346,6 +391,8 @@ func formatForExt(ext string) string {
 		return "png"
 	case "webp":
 		return "webp"
+	case "auto":
+		return "auto"
 	}
 	return ""
 }

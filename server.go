@@ -128,6 +128,7 @@ type result struct {
 	cache       string // hit, miss, coalesced, stale, revalidated, pass
 	placeholder bool
 	pass        *proxyOutcome // an answer that was not stored, served once
+	vary        bool          // the format was negotiated from Accept
 }
 
 // ServeHTTP routes the request, gets the file and answers.
@@ -189,11 +190,16 @@ func (s *server) get(r *http.Request, m *routeMatch) (*result, error) {
 	if m.action.kind == actionProxy {
 		return s.proxySource(r.Context(), r, m)
 	}
+	m.negotiate(r.Header.Get("Accept"))
 	src, err := s.source(r.Context(), m)
 	if err != nil {
 		return nil, err
 	}
-	return s.variant(r.Context(), m, src)
+	res, err := s.variant(r.Context(), m, src)
+	if res != nil {
+		res.vary = m.negotiated
+	}
+	return res, err
 }
 
 // source returns the source file of m from the cache, fetching or
@@ -317,7 +323,10 @@ func (s *server) variant(ctx context.Context, m *routeMatch, src *result) (*resu
 		if e := s.cache.lookup(rel); e != nil && e.Source == src.e.ETag {
 			return e, nil
 		}
-		return s.makeVariant(ctx, src, rel, m.image, src.e.ETag)
+		opt := m.image
+		opt.Lossless = m.action.lossless && opt.Format == "webp" &&
+			(src.e.ContentType == "image/png" || src.e.ContentType == "image/gif")
+		return s.makeVariant(ctx, src, rel, opt, src.e.ETag)
 	})
 	if err != nil {
 		return nil, err
@@ -460,6 +469,9 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 	h.Set("X-Content-Type-Options", "nosniff")
 	if e.ETag != "" && !res.placeholder {
 		h.Set("ETag", e.ETag)
+	}
+	if res.vary {
+		h.Add("Vary", "Accept")
 	}
 	s.setExpiry(h, res)
 	h.Set("X-Response-Time", fmt.Sprintf("%.3f ms", float64(s.now().Sub(start).Microseconds())/1000))

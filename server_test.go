@@ -208,16 +208,14 @@ func truncate(b []byte) string {
 }
 
 // decodeImage decodes a response body and checks its format.
+// WebP goes through libwebp's RGBA path (decodeOutput): webp.Decode's own
+// colour conversion is off by several levels.
 func decodeImage(t *testing.T, body []byte, wantFormat string) image.Image {
 	t.Helper()
-	img, format, err := image.Decode(bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("decoding response: %v", err)
+	if format := sniffFormat(body); format != wantFormat {
+		t.Fatalf("response format = %q, want %s", format, wantFormat)
 	}
-	if format != wantFormat {
-		t.Fatalf("response format = %s, want %s", format, wantFormat)
-	}
-	return img
+	return decodeOutput(t, body)
 }
 
 // testJPEG makes a w×h JPEG: left half red, right half blue.
@@ -1025,4 +1023,126 @@ func TestExampleE6SourceURLIsReencoded(t *testing.T) {
 	}
 	resp, body = k.do(t, "POST", "/channel-x2abc-cover-3")
 	wantStatus(t, resp, body, http.StatusMethodNotAllowed)
+}
+
+// testStripes makes a w×h PNG whose top half is red and bottom half blue.
+func testStripes(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			c := color.NRGBA{230, 10, 10, 255}
+			if y >= h/2 {
+				c = color.NRGBA{10, 10, 230, 255}
+			}
+			img.SetNRGBA(x, y, c)
+		}
+	}
+	var b bytes.Buffer
+	png.Encode(&b, img)
+	return b.Bytes()
+}
+
+func TestFillGravityThroughHandler(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/tall.png", testStripes(t, 40, 160))
+	k := newKatana(t, o, nil)
+	tests := []struct {
+		suffix string
+		r, b   uint8 // expected colour at the centre of the crop
+		file   string
+	}{
+		{"resize-40x40-f.png", 0, 0, "tall-40x40-1-q75.png"}, // centre: the red/blue border
+		{"resize-40x40-f-top.png", 230, 10, "tall-40x40-1-top-q75.png"},
+		{"resize-40x40-crop-bottom.png", 10, 230, "tall-40x40-1-bottom-q75.png"},
+		{"resize-40x40-fit-top.png", 0, 0, "tall-40x40-0-q75.png"}, // no crop: anchor ignored
+	}
+	for _, tt := range tests {
+		t.Run(tt.suffix, func(t *testing.T) {
+			resp, body := k.get(t, "/tall.png/"+tt.suffix)
+			wantStatus(t, resp, body, http.StatusOK)
+			img := decodeImage(t, body, "png")
+			if tt.r != 0 || tt.b != 0 {
+				if b := img.Bounds(); b.Dx() != 40 || b.Dy() != 40 {
+					t.Fatalf("size = %v, want 40x40", b)
+				}
+				if c := img.At(20, 20); !nearRGB(c, tt.r, 10, tt.b, 3) {
+					t.Errorf("centre colour = %v, want (%d,10,%d)", c, tt.r, tt.b)
+				}
+			}
+			if !exists(filepath.Join(k.dir, tt.file)) {
+				t.Errorf("variant not at %s; cache holds %v", tt.file, cacheFiles(t, k.dir))
+			}
+		})
+	}
+}
+
+func TestAutoFormatNegotiation(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/a.jpg", testJPEG(t, 64, 32))
+	o.put("/t.png", testPNG(t, 64, 32, color.NRGBA{200, 0, 0, 128}))
+	k := newKatana(t, o, nil)
+	tests := []struct {
+		path, accept, ctype string
+	}{
+		{"/a.jpg/resize-32x.auto", "image/avif,image/webp,*/*", "image/webp"},
+		{"/a.jpg/resize-32x.auto", "image/png,*/*", "image/jpeg"},
+		{"/a.jpg/resize-32x.auto", "image/webp;q=0,image/*", "image/jpeg"},
+		{"/a.jpg/resize-32x.auto", "", "image/jpeg"},
+		{"/t.png/resize-32x.auto", "image/png", "image/png"}, // alpha: PNG, not JPEG
+		{"/t.png/resize-32x.auto", "image/webp", "image/webp"},
+	}
+	etags := map[string]string{}
+	for _, tt := range tests {
+		resp, body := k.get(t, tt.path, "Accept", tt.accept)
+		wantStatus(t, resp, body, http.StatusOK)
+		if got := resp.Header.Get("Content-Type"); got != tt.ctype {
+			t.Errorf("%s with Accept %q: Content-Type = %q, want %q", tt.path, tt.accept, got, tt.ctype)
+		}
+		if got := resp.Header.Get("Vary"); got != "Accept" {
+			t.Errorf("%s: Vary = %q, want Accept", tt.path, got)
+		}
+		decodeImage(t, body, strings.TrimPrefix(tt.ctype, "image/"))
+		etag := resp.Header.Get("ETag")
+		if prev, ok := etags[tt.path+tt.ctype]; ok && prev != etag {
+			t.Errorf("%s %s: ETag changed from %s to %s", tt.path, tt.ctype, prev, etag)
+		}
+		etags[tt.path+tt.ctype] = etag
+	}
+	if etags["/a.jpg/resize-32x.autoimage/webp"] == etags["/a.jpg/resize-32x.autoimage/jpeg"] {
+		t.Error("the WebP and JPEG answers share an ETag")
+	}
+	for _, f := range []string{"a-32x0-0-q75.webp", "a-32x0-0-q75.auto"} {
+		if !exists(filepath.Join(k.dir, f)) {
+			t.Errorf("no cache entry %s; cache holds %v", f, cacheFiles(t, k.dir))
+		}
+	}
+	// The explicit .webp URL shares the negotiated WebP file.
+	before := k.s.stats.resizes.Load()
+	resp, body := k.get(t, "/a.jpg/resize-32x.webp")
+	wantStatus(t, resp, body, http.StatusOK)
+	if k.s.stats.resizes.Load() != before || resp.Header.Get("Vary") != "" {
+		t.Errorf("explicit .webp: resized again or Vary %q", resp.Header.Get("Vary"))
+	}
+}
+
+func TestWebPLosslessRoute(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/s.png", testStripes(t, 16, 16))
+	conf := strings.Replace(defaultConfigTOML, "origin = \"default\"\n", "origin = \"default\"\nwebp_lossless = true\n", 1)
+	k := newKatanaTOML(t, conf, func(c *Config) {
+		c.Origins["default"] = map[string]*ClusterConfig{"t": {IPs: []string{o.node()}}}
+	})
+	resp, body := k.get(t, "/s.png/resize-x.webp")
+	wantStatus(t, resp, body, http.StatusOK)
+	img := decodeImage(t, body, "webp")
+	for _, p := range []image.Point{{8, 0}, {8, 7}, {8, 8}, {8, 15}} {
+		want := uint8(230)
+		if p.Y >= 8 {
+			want = 10
+		}
+		if c := img.At(p.X, p.Y); !nearRGB(c, want, 10, 240-want, 0) {
+			t.Errorf("lossless pixel %v = %v, want exact", p, c)
+		}
+	}
 }
