@@ -83,7 +83,7 @@ func (e *entry) age(now time.Time) time.Duration {
 // memory and is safe for concurrent use; writers never expose partial files.
 type diskCache struct {
 	dir     string
-	touch   func(path string, size int64)       // records accesses for the cleaner; may be nil
+	touch   func(path string, size int64)      // records accesses for the cleaner; may be nil
 	acquire func(path string) (release func()) // keeps the cleaner off a file; may be nil
 }
 
