@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -85,6 +86,48 @@ type diskCache struct {
 	dir     string
 	touch   func(path string, size int64)      // records accesses for the cleaner; may be nil
 	acquire func(path string) (release func()) // keeps the cleaner off a file; may be nil
+	metas   metaTable                          // sidecars already read
+}
+
+// metaTableSize bounds the sidecars kept in memory, about 1 KB each.
+const metaTableSize = 50_000
+
+// metaTable keeps parsed sidecars in memory so that a hit costs a stat, not
+// a sidecar read and parse. An entry is used only while the data file still
+// has the size and mtime it records, so files changed or deleted behind the
+// cache's back (the cleaner, an operator) are never served from memory.
+// It is safe for concurrent use; entries are copied in and out.
+type metaTable struct {
+	mu sync.Mutex // guards m
+	m  map[string]entry
+}
+
+func (t *metaTable) get(rel string) (entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[rel]
+	return e, ok
+}
+
+func (t *metaTable) put(rel string, e *entry) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = make(map[string]entry)
+	}
+	if _, ok := t.m[rel]; !ok && len(t.m) >= metaTableSize {
+		for k := range t.m { // drop one, chosen by map order: cheap and fair enough
+			delete(t.m, k)
+			break
+		}
+	}
+	t.m[rel] = *e
+}
+
+func (t *metaTable) drop(rel string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, rel)
 }
 
 func newDiskCache(dir string) (*diskCache, error) {
@@ -106,6 +149,22 @@ func (c *diskCache) abs(rel string) string { return filepath.Join(c.dir, filepat
 // two renames, a manual deletion, an empty file).
 func (c *diskCache) lookup(rel string) *entry {
 	p := c.abs(rel)
+	if e, ok := c.metas.get(rel); ok {
+		fi, err := os.Stat(p)
+		if err == nil && fi.Size() == e.Size && fi.ModTime().UnixNano() == e.ModTime {
+			return &e
+		}
+		c.metas.drop(rel)
+	}
+	e := c.readMeta(rel, p)
+	if e != nil {
+		c.metas.put(rel, e)
+	}
+	return e
+}
+
+// readMeta reads and checks the sidecar of rel, whose data file is p.
+func (c *diskCache) readMeta(rel, p string) *entry {
 	b, err := os.ReadFile(p + metaSuffix)
 	if err != nil {
 		return nil
@@ -178,7 +237,12 @@ func (c *diskCache) writeMeta(rel string, e *entry) error {
 		return err
 	}
 	p := c.abs(rel)
-	return writeAtomic(p+metaSuffix, append([]byte(metaMagic), b...))
+	if err := writeAtomic(p+metaSuffix, append([]byte(metaMagic), b...)); err != nil {
+		c.metas.drop(rel)
+		return err
+	}
+	c.metas.put(rel, e)
+	return nil
 }
 
 // pending is a cache file being written. Commit makes it visible; Abort
@@ -200,6 +264,13 @@ func (c *diskCache) create(rel string) (*pending, error) {
 		}
 	}
 	if err != nil {
+		return nil, storageError(err)
+	}
+	// CreateTemp makes files 0600; cached files must be readable by nginx
+	// serving them through X-Accel-Redirect.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
 		return nil, storageError(err)
 	}
 	return &pending{File: f, c: c, rel: rel}, nil
@@ -253,6 +324,7 @@ func (p *pending) Commit(e *entry) (*entry, error) {
 
 // remove deletes the entry at rel: data first, then its sidecar.
 func (c *diskCache) remove(rel string) {
+	c.metas.drop(rel)
 	p := c.abs(rel)
 	os.Remove(p)
 	os.Remove(p + metaSuffix)
@@ -297,7 +369,9 @@ func writeAtomic(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	if err = f.Chmod(0o644); err == nil {
+		_, err = f.Write(data)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

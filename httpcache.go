@@ -134,9 +134,8 @@ func (p storePolicy) storable(req *http.Request, status int, h http.Header) (boo
 }
 
 // lifetime is the freshness lifetime of a response stored at responseTime,
-// for a shared cache (RFC 9111 section 4.2.1), with a heuristic only where
-// section 4.2.2 allows one: a tenth of the time since Last-Modified, else
-// defaultTTL.
+// for a shared cache (RFC 9111 section 4.2.1), with a heuristic, defaultTTL,
+// only where section 4.2.2 allows one.
 func (p storePolicy) lifetime(status int, h http.Header, responseTime time.Time) time.Duration {
 	if v, ok, valid := surrogateDirectives(h).seconds("max-age"); ok {
 		if !valid {
@@ -164,12 +163,9 @@ func (p storePolicy) lifetime(status int, h http.Header, responseTime time.Time)
 	if !heuristicStatus[status] && !d.has("public") {
 		return 0
 	}
-	if lm, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
-		if since := date.Sub(lm); since > 0 {
-			return min(since/10, 24*time.Hour)
-		}
-		return 0
-	}
+	// The heuristic is the operator's cache_default_expires, as in the
+	// original, rather than a tenth of the time since Last-Modified: a file
+	// copied to the origin a minute ago is not about to change either.
 	return p.defaultTTL
 }
 

@@ -16,6 +16,7 @@ dur=${DURATION:-10s}
 conc=${CONCURRENCY:-8}
 photo=${PHOTO:-$repo/testdata/photos/flower-1920x1080.jpg}
 work=$(mktemp -d)
+chmod 755 "$work" # nginx workers read the cache as another user
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -55,7 +56,7 @@ pid $work/nginx/nginx.pid;
 error_log $work/nginx/error.log;
 events { worker_connections 1024; }
 http {
-  access_log off;
+  access_log $work/nginx/access.log;  # Katana writes an access log line too
   sendfile on;
   tcp_nopush on;
   client_body_temp_path $work/nginx/body;
