@@ -73,6 +73,13 @@ type Config struct {
 	Background string `toml:"background"`
 	// WebPMethod is the WebP encoder's speed/size trade-off, 0 (fast) to 6.
 	WebPMethod int `toml:"webp_method"`
+	// MaxMemory bounds the memory of the process in bytes: image jobs are
+	// admitted by their estimated memory within it, and the garbage
+	// collector aims below it. Zero means a quarter of the RAM (or of the
+	// cgroup limit).
+	MaxMemory int64 `toml:"max_memory"`
+	// MaxQueue is how many image jobs may wait for memory; more get 503.
+	MaxQueue int `toml:"max_queue"`
 
 	// ExternalExpires caps how long an entry is trusted without revalidation
 	// and is the least lifetime advertised to clients. Zero turns both off.
@@ -288,6 +295,7 @@ func defaultConfig() *Config {
 		MaxAnimationPixels:  100_000_000,
 		Background:          "white",
 		WebPMethod:          2,
+		MaxQueue:            64,
 		ExternalExpires:     Duration{Duration: 600 * time.Second},
 		CacheDefaultExpires: Duration{Duration: 300 * time.Second},
 		ServeStaleOnError:   true,
@@ -519,6 +527,12 @@ func (c *Config) validate() error {
 	if _, err := parseColor(c.Background); err != nil {
 		bad("background", "%v", err)
 	}
+	if c.MaxMemory < 0 || (c.MaxMemory > 0 && c.MaxMemory < 64<<20) {
+		bad("max_memory", "%d is under 64 MiB (0 means a quarter of the RAM)", c.MaxMemory)
+	}
+	if c.MaxQueue < 1 {
+		bad("max_queue", "%d must be at least 1", c.MaxQueue)
+	}
 	if c.WebPMethod < 0 || c.WebPMethod > 6 {
 		bad("webp_method", "%d is not in [0, 6]", c.WebPMethod)
 	}
@@ -676,4 +690,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// memoryBudget is max_memory, or its default.
+func (c *Config) memoryBudget() int64 {
+	if c.MaxMemory > 0 {
+		return c.MaxMemory
+	}
+	return defaultMaxMemory()
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -111,6 +112,9 @@ func serve(ctx context.Context, cfg *Config, src configSource, addr string, logs
 	defer s.Close()
 	// Compile the WebP codec now rather than in the first request (~200 ms).
 	go webpInit()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.memoryBudget())
+	}
 	stopCleaner := startCleaner(ctx, cfg, s, logs.logger("katana.cleaner"))
 	defer stopCleaner()
 

@@ -174,3 +174,42 @@ func renderFrame(ctx context.Context, img image.Image, info *sourceInfo, opt ima
 func wantAnimated(info *sourceInfo, opt imageOptions) bool {
 	return info.frames > 1 && opt.Format == "webp"
 }
+
+// jobMemory estimates the bytes a transform of a source described by info
+// will hold at its peak: the decoded image, the working copies of the
+// resampler and the encoder's buffers. Admission reserves it before the job
+// runs. It errs high rather than low.
+func jobMemory(info *sourceInfo, opt imageOptions) int64 {
+	srcPixels := int64(info.width) * int64(info.height)
+	decoded := srcPixels * 4 // RGBA; YCbCr is smaller, 16-bit PNG is larger
+	if info.format == "png" {
+		decoded = srcPixels * 8
+	}
+	if info.format == "jpeg" {
+		s := int64(jpegDecodeScale(info, opt))
+		decoded = srcPixels / (s * s) * 4
+	}
+	g := planGeometry(info.width, info.height, opt)
+	outW, outH := int64(g.outW), int64(g.outH)
+	if outW <= 0 || outH <= 0 {
+		outW, outH = int64(info.width), int64(info.height)
+	}
+	out := outW * outH * 4
+	need := decoded*2 + out*3
+	if opt.Format == "webp" {
+		// The WebAssembly encoder copies the image into its own memory and
+		// works in several planes; lossless search needs far more.
+		need += 16<<20 + out*4
+		if opt.Lossless {
+			need += out * 40
+		}
+	}
+	if info.frames > 1 && opt.Format == "webp" {
+		need += int64(info.frames) * (srcPixels*4 + out)
+	}
+	return need
+}
+
+// jpegDecodeScale is the reduction a JPEG source is decoded at for opt.
+// TODO: 1 until the scaled JPEG decoder is wired in (performance issue).
+func jpegDecodeScale(info *sourceInfo, opt imageOptions) int { return 1 }

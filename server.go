@@ -12,13 +12,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/semaphore"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -43,8 +40,8 @@ type server struct {
 	cache   *diskCache
 	origins map[string]*Origin
 	flights flightGroup
-	work    *semaphore.Weighted // bounds concurrent image work
-	bg      imageOptions        // config-wide image settings
+	work    *admission   // bounds concurrent image work by memory and CPU
+	bg      imageOptions // config-wide image settings
 	now     func() time.Time
 	stats   serverStats
 	cleaner *Cleaner // nil when no cleaner runs (tests, --check)
@@ -76,7 +73,7 @@ func newServer(cfg *Config, log *slog.Logger) (*server, error) {
 		router:  rt,
 		cache:   c,
 		origins: map[string]*Origin{},
-		work:    semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))),
+		work:    newAdmission(cfg.memoryBudget(), cfg.MaxQueue),
 		bg: imageOptions{
 			Background:         bg,
 			WebPMethod:         cfg.WebPMethod,
@@ -349,12 +346,17 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
 	}
-	if err := s.work.Acquire(ctx, 1); err != nil {
+	need := int64(64 << 20) // what a source whose header cannot be read may cost
+	if info, err := probe(data); err == nil {
+		need = jobMemory(info, s.withSettings(opt))
+	}
+	release, err := s.work.acquire(ctx, need)
+	if err != nil {
 		return nil, err
 	}
 	s.stats.resizes.Add(1)
 	out, format, err := s.transform(ctx, data, opt)
-	s.work.Release(1)
+	release()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.rel, err)
 	}
@@ -372,11 +374,16 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 
 // transform runs the image pipeline with the config-wide settings filled in.
 func (s *server) transform(ctx context.Context, data []byte, opt imageOptions) ([]byte, string, error) {
+	return transformImage(ctx, data, s.withSettings(opt))
+}
+
+// withSettings fills in the config-wide image settings.
+func (s *server) withSettings(opt imageOptions) imageOptions {
 	opt.Background = s.bg.Background
 	opt.WebPMethod = s.bg.WebPMethod
 	opt.MaxSourcePixels = s.bg.MaxSourcePixels
 	opt.MaxAnimationPixels = s.bg.MaxAnimationPixels
-	return transformImage(ctx, data, opt)
+	return opt
 }
 
 // placeholder answers a missing file with not_found_source: as it is for a
@@ -642,6 +649,8 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadGateway, "origin failed"
 	case errors.Is(err, errStorage):
 		return http.StatusServiceUnavailable, "cache unavailable"
+	case errors.Is(err, errBusy):
+		return http.StatusServiceUnavailable, "busy, retry later"
 	case errors.Is(err, context.Canceled):
 		return 499, "client closed request"
 	}

@@ -1,0 +1,125 @@
+// admission.go admits image jobs by the memory they will need, so that many
+// large images at once wait or fail fast instead of exhausting the process.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// errBusy answers an image job that would wait behind too many others: 503
+// with Retry-After.
+var errBusy = errors.New("too many image jobs waiting")
+
+// admissionShare is the part of max_memory that image jobs may reserve; the
+// rest is headroom for the garbage collector, connections and buffers.
+const admissionShare = 0.6
+
+// admission bounds image work twice: by estimated memory, and by CPU (no
+// more jobs at once than cores, since more would only share them). It is
+// safe for concurrent use.
+type admission struct {
+	mem      *semaphore.Weighted
+	cpu      *semaphore.Weighted
+	capacity int64 // bytes the memory semaphore holds
+	maxWait  int64 // jobs allowed to wait; more fail with errBusy
+
+	waiting  atomic.Int64
+	running  atomic.Int64
+	reserved atomic.Int64 // bytes held by running jobs
+}
+
+func newAdmission(maxMemory int64, maxWait int) *admission {
+	capacity := max(int64(float64(maxMemory)*admissionShare), 64<<20)
+	return &admission{
+		mem:      semaphore.NewWeighted(capacity),
+		cpu:      semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0))),
+		capacity: capacity,
+		maxWait:  int64(maxWait),
+	}
+}
+
+// acquire waits, with ctx, until need bytes and a core are free. A job
+// larger than the whole budget runs alone. release must be called once.
+func (a *admission) acquire(ctx context.Context, need int64) (release func(), err error) {
+	need = min(max(need, 1), a.capacity)
+	if a.waiting.Add(1) > a.maxWait {
+		a.waiting.Add(-1)
+		return nil, errBusy
+	}
+	err = a.mem.Acquire(ctx, need)
+	if err == nil {
+		if err = a.cpu.Acquire(ctx, 1); err != nil {
+			a.mem.Release(need)
+		}
+	}
+	a.waiting.Add(-1)
+	if err != nil {
+		return nil, err
+	}
+	a.running.Add(1)
+	a.reserved.Add(need)
+	return func() {
+		a.reserved.Add(-need)
+		a.running.Add(-1)
+		a.cpu.Release(1)
+		a.mem.Release(need)
+	}, nil
+}
+
+// defaultMaxMemory is a quarter of the memory this process may use: the
+// cgroup limit when there is one (containers, systemd MemoryMax), else the
+// machine's RAM, else 1 GiB when neither can be read.
+func defaultMaxMemory() int64 {
+	total := machineMemory()
+	if limit := cgroupMemoryLimit(); limit > 0 && (total == 0 || limit < total) {
+		total = limit
+	}
+	if total <= 0 {
+		return 1 << 30
+	}
+	return total / 4
+}
+
+// machineMemory reads MemTotal from /proc/meminfo; 0 when unknown.
+func machineMemory() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// cgroupMemoryLimit reads the cgroup v2 (or v1) memory limit; 0 when there
+// is none.
+func cgroupMemoryLimit() int64 {
+	for _, p := range []string{"/sys/fs/cgroup/memory.max",
+		"/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err == nil && v > 0 && v < 1<<60 {
+			return v
+		}
+	}
+	return 0
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+func TestAdmissionBoundsMemoryAndQueue(t *testing.T) {
+	a := newAdmission(200<<20, 1) // 120 MiB for jobs, one may wait
+	big := int64(100 << 20)
+	release, err := a.acquire(context.Background(), big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second big job waits for memory; a third finds the queue full.
+	got := make(chan error, 1)
+	go func() {
+		r, err := a.acquire(context.Background(), big)
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	for a.waiting.Load() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := a.acquire(context.Background(), big); !errors.Is(err, errBusy) {
+		t.Errorf("third job: err = %v, want errBusy", err)
+	}
+	if a.reserved.Load() != big || a.running.Load() != 1 {
+		t.Errorf("reserved %d, running %d; want %d and 1", a.reserved.Load(), a.running.Load(), big)
+	}
+	release()
+	if err := <-got; err != nil {
+		t.Errorf("waiting job: %v", err)
+	}
+
+	// A job larger than the whole budget runs alone rather than never.
+	r, err := a.acquire(context.Background(), 10<<30)
+	if err != nil {
+		t.Fatalf("oversized job: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := a.acquire(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("job behind an oversized one: err = %v, want the context's", err)
+	}
+	r()
+}
+
+func TestJobMemoryGrowsWithTheImage(t *testing.T) {
+	small := jobMemory(&sourceInfo{format: "png", width: 100, height: 100, frames: 1},
+		imageOptions{Width: 50, Format: "png"})
+	large := jobMemory(&sourceInfo{format: "png", width: 4000, height: 3000, frames: 1},
+		imageOptions{Width: 50, Format: "png"})
+	webp := jobMemory(&sourceInfo{format: "png", width: 4000, height: 3000, frames: 1},
+		imageOptions{Width: 1200, Format: "webp", Lossless: true})
+	if !(small < large && large < webp) || large < 4000*3000*8 {
+		t.Errorf("jobMemory: small %d, large %d, lossless WebP %d", small, large, webp)
+	}
+}
+
+func TestDefaultMaxMemory(t *testing.T) {
+	if m := defaultMaxMemory(); m < 64<<20 {
+		t.Errorf("defaultMaxMemory() = %d, want at least 64 MiB", m)
+	}
+}
