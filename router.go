@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Router errors, mapped to statuses by the handler.
@@ -86,7 +87,13 @@ type routeMatch struct {
 type router struct {
 	actions []*action
 	cfg     *Config
+
+	mu   sync.Mutex             // guards memo
+	memo map[string]*routeMatch // recent matches, by path; read-only once stored
 }
+
+// memoSize bounds the remembered matches; a hot path skips the regexes.
+const memoSize = 10_000
 
 // newRouter compiles every route of cfg, reporting all problems at once.
 func newRouter(cfg *Config) (*router, error) {
@@ -217,6 +224,38 @@ func parseMethods(key string, list []string) (map[string]bool, error) {
 // renders its templates. Query strings play no part, neither in routing nor
 // in cache keys, unless the action sets cache_key_query.
 func (rt *router) match(reqPath, rawPath, rawQuery string) (*routeMatch, error) {
+	key := reqPath + "\x00" + rawPath + "\x00" + rawQuery
+	rt.mu.Lock()
+	m, ok := rt.memo[key]
+	rt.mu.Unlock()
+	if !ok {
+		var err error
+		if m, err = rt.matchSlow(reqPath, rawPath, rawQuery); err != nil {
+			return nil, err
+		}
+		rt.remember(key, m)
+	}
+	c := *m // callers may change their copy (format negotiation)
+	return &c, nil
+}
+
+// remember keeps m for key, dropping one remembered match when full.
+func (rt *router) remember(key string, m *routeMatch) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.memo == nil {
+		rt.memo = make(map[string]*routeMatch)
+	}
+	if len(rt.memo) >= memoSize {
+		for k := range rt.memo {
+			delete(rt.memo, k)
+			break
+		}
+	}
+	rt.memo[key] = m
+}
+
+func (rt *router) matchSlow(reqPath, rawPath, rawQuery string) (*routeMatch, error) {
 	if len(reqPath) > maxPathLen {
 		return nil, errLongPath
 	}

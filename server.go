@@ -188,6 +188,12 @@ func (s *server) get(r *http.Request, m *routeMatch) (*result, error) {
 		return s.proxySource(r.Context(), r, m)
 	}
 	m.negotiate(r.Header.Get("Accept"))
+	// A variant keeps a copy of its source's freshness: while that holds,
+	// a hit needs neither the source's entry nor its file.
+	if ve := s.cache.lookup(m.variantPath); ve != nil && ve.Source != "" && s.isFresh(ve) {
+		return &result{file: s.cache.abs(m.variantPath), rel: m.variantPath, e: ve, fresh: ve,
+			cache: "hit", vary: m.negotiated}, nil
+	}
 	src, err := s.source(r.Context(), m)
 	if err != nil {
 		return nil, err
@@ -313,6 +319,12 @@ func (s *server) variant(ctx context.Context, m *routeMatch, src *result) (*resu
 	rel := m.variantPath
 	res := &result{file: s.cache.abs(rel), rel: rel, fresh: src.e, cache: src.cache}
 	if e := s.cache.lookup(rel); e != nil && e.Source == src.e.ETag {
+		if !e.Stored.Equal(src.e.Stored) {
+			// The source was revalidated: carry its freshness over, so the
+			// next hits take the short way in get.
+			e.Stored, e.TTL, e.InitialAge = src.e.Stored, src.e.TTL, src.e.InitialAge
+			s.cache.writeMeta(rel, e)
+		}
 		res.e = e
 		return res, nil
 	}
@@ -367,6 +379,7 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 		LastModified: src.e.LastModified,
 		Stored:       src.e.Stored,
 		TTL:          src.e.TTL,
+		InitialAge:   src.e.InitialAge,
 		Source:       sourceID,
 	}
 	return s.cache.storeBytes(rel, e, out)
