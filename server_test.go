@@ -218,19 +218,24 @@ func decodeImage(t *testing.T, body []byte, wantFormat string) image.Image {
 	return decodeOutput(t, body)
 }
 
-// testJPEG makes a w×h JPEG: left half red, right half blue.
-func testJPEG(t *testing.T, w, h int) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
+// halves makes a w×h image in two colours: a on the left half (the top
+// half when top is set) and b on the other.
+func halves(w, h int, top bool, a, b color.NRGBA) *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
-			c := color.RGBA{220, 20, 20, 255}
-			if x >= w/2 {
-				c = color.RGBA{20, 20, 220, 255}
+			c := a
+			if !top && x >= w/2 || top && y >= h/2 {
+				c = b
 			}
-			img.Set(x, y, c)
+			img.SetNRGBA(x, y, c)
 		}
 	}
+	return img
+}
+
+func encodeJPEG(t *testing.T, img image.Image) []byte {
+	t.Helper()
 	var b bytes.Buffer
 	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 90}); err != nil {
 		t.Fatal(err)
@@ -238,19 +243,25 @@ func testJPEG(t *testing.T, w, h int) []byte {
 	return b.Bytes()
 }
 
-func testPNG(t *testing.T, w, h int, c color.Color) []byte {
+func encodePNG(t *testing.T, img image.Image) []byte {
 	t.Helper()
-	img := image.NewNRGBA(image.Rect(0, 0, w, h))
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			img.Set(x, y, c)
-		}
-	}
 	var b bytes.Buffer
 	if err := png.Encode(&b, img); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// testJPEG makes a w×h JPEG: left half red, right half blue.
+func testJPEG(t *testing.T, w, h int) []byte {
+	t.Helper()
+	return encodeJPEG(t, halves(w, h, false, color.NRGBA{220, 20, 20, 255}, color.NRGBA{20, 20, 220, 255}))
+}
+
+// testPNG makes a w×h PNG of one colour.
+func testPNG(t *testing.T, w, h int, c color.NRGBA) []byte {
+	t.Helper()
+	return encodePNG(t, halves(w, h, false, c, c))
 }
 
 func readPhoto(t *testing.T, name string) []byte {
@@ -934,7 +945,7 @@ func TestExampleE2ResizeToWebP(t *testing.T) {
 
 func TestExampleE3ClientRevalidation(t *testing.T) {
 	o := newTestOrigin(t)
-	o.put("/images/srpr/logo4w.png", testPNG(t, 20, 20, color.White), "ETag", `"e3"`)
+	o.put("/images/srpr/logo4w.png", testPNG(t, 20, 20, color.NRGBA{255, 255, 255, 255}), "ETag", `"e3"`)
 	k := newExampleKatana(t, o, false)
 	k.get(t, "/images/srpr/logo4w.png")
 
@@ -981,7 +992,7 @@ func TestExampleE4PlaceholderForMiss(t *testing.T) {
 
 func TestExampleE5InvalidResizeIsNotFound(t *testing.T) {
 	o := newTestOrigin(t)
-	o.put("/images/srpr/logo4w.png", testPNG(t, 20, 20, color.White))
+	o.put("/images/srpr/logo4w.png", testPNG(t, 20, 20, color.NRGBA{255, 255, 255, 255}))
 	k := newExampleKatana(t, o, false)
 	// Fixed (B9): regexes match the whole path, so a 5-digit width is a 404,
 	// not the original image.
@@ -1028,19 +1039,7 @@ func TestExampleE6SourceURLIsReencoded(t *testing.T) {
 // testStripes makes a w×h PNG whose top half is red and bottom half blue.
 func testStripes(t *testing.T, w, h int) []byte {
 	t.Helper()
-	img := image.NewNRGBA(image.Rect(0, 0, w, h))
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
-			c := color.NRGBA{230, 10, 10, 255}
-			if y >= h/2 {
-				c = color.NRGBA{10, 10, 230, 255}
-			}
-			img.SetNRGBA(x, y, c)
-		}
-	}
-	var b bytes.Buffer
-	png.Encode(&b, img)
-	return b.Bytes()
+	return encodePNG(t, halves(w, h, true, color.NRGBA{230, 10, 10, 255}, color.NRGBA{10, 10, 230, 255}))
 }
 
 func TestFillGravityThroughHandler(t *testing.T) {
