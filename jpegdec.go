@@ -1,0 +1,1205 @@
+// jpegdec.go decodes baseline and progressive JPEG files at 1/1, 1/2, 1/4 or 1/8 of their size.
+package main
+
+// The decoder follows ITU T.81: markers (B.2), Huffman tables (C, F.2.2.3), baseline
+// sequential scans (F.2) and progressive scans (G.1.2). Arithmetic coding, lossless,
+// hierarchical and 12-bit files are refused with errJPEGFormat. A scaled decode runs a reduced
+// inverse DCT per block (jpegidct.go), so its cost and its pixel buffers shrink with the scale.
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+)
+
+// jpegMaxPixels is the largest frame (width × height, before scaling) decodeJPEG accepts; a
+// larger one fails with errJPEGTooLarge before any pixel buffer is allocated. Callers with a
+// tighter budget check readJPEGInfo (and jpegInfo.decodeBytes) before calling decodeJPEG.
+const jpegMaxPixels = 1 << 27
+
+var (
+	errJPEGFormat    = errors.New("invalid or unsupported jpeg")
+	errJPEGTruncated = errors.New("truncated jpeg")
+	errJPEGTooLarge  = errors.New("jpeg frame too large")
+	errJPEGScale     = errors.New("jpeg scale must be 1, 2, 4 or 8")
+)
+
+// jpegColor says how a file's components map to colours.
+type jpegColor uint8
+
+const (
+	jpegGray  jpegColor = iota // one luma component
+	jpegYCbCr                  // Y, Cb, Cr (JFIF, or Adobe transform 1)
+	jpegRGB                    // R, G, B stored as they are
+	jpegCMYK                   // inverted C, M, Y, K as Adobe writes them
+	jpegYCCK                   // Y, Cb, Cr of inverted C, M, Y, then inverted K (Adobe transform 2)
+)
+
+// jpegInfo is what the header says, read without decoding any scan. The zero value describes
+// no image.
+type jpegInfo struct {
+	Width, Height int
+	Components    int  // 1, 3 or 4
+	Progressive   bool // SOF2; otherwise baseline or extended sequential Huffman
+	// H and V are each component's sampling factors (1 to 4); a single component is 1×1.
+	H, V  [4]int
+	Color jpegColor
+}
+
+// decodedSize returns the size decodeJPEG gives at the scale: ceil(w/scale) × ceil(h/scale).
+func (ji jpegInfo) decodedSize(scale int) (w, h int) {
+	return ceilDiv(ji.Width, scale), ceilDiv(ji.Height, scale)
+}
+
+// decodeBytes estimates the memory decodeJPEG allocates at the scale: sample planes padded to
+// whole blocks, the coefficient store of a progressive file, and the colour-converted copy
+// when the output type needs one. It is the number to weigh against a memory budget.
+func (ji jpegInfo) decodeBytes(scale int) int64 {
+	g := newJPEGGeometry(ji, scale)
+	var planes, coefs int64
+	for i := 0; i < ji.Components; i++ {
+		blocks := int64(g.bw[i]) * int64(g.bh[i])
+		planes += blocks * int64(g.bs*g.bs)
+		if ji.Progressive {
+			coefs += blocks * 2 * int64(g.coefsPerBlock())
+		}
+	}
+	w, h := ji.decodedSize(scale)
+	var out int64
+	switch ji.Color {
+	case jpegRGB, jpegCMYK, jpegYCCK:
+		out = int64(w) * int64(h) * 4
+	case jpegYCbCr:
+		if _, ok := ji.subsampleRatio(); !ok {
+			out = int64(w) * int64(h) * 4
+		}
+	}
+	return planes + coefs + out
+}
+
+// subsampleRatio names the chroma subsampling of a YCbCr frame in image's terms; ok is false
+// when image.YCbCr cannot describe it (luma not the densest, Cb and Cr differing, odd ratios).
+func (ji jpegInfo) subsampleRatio() (r image.YCbCrSubsampleRatio, ok bool) {
+	if ji.Components != 3 || ji.H[1] != ji.H[2] || ji.V[1] != ji.V[2] {
+		return 0, false
+	}
+	if ji.H[0]%ji.H[1] != 0 || ji.V[0]%ji.V[1] != 0 {
+		return 0, false
+	}
+	switch [2]int{ji.H[0] / ji.H[1], ji.V[0] / ji.V[1]} {
+	case [2]int{1, 1}:
+		return image.YCbCrSubsampleRatio444, true
+	case [2]int{2, 1}:
+		return image.YCbCrSubsampleRatio422, true
+	case [2]int{2, 2}:
+		return image.YCbCrSubsampleRatio420, true
+	case [2]int{1, 2}:
+		return image.YCbCrSubsampleRatio440, true
+	case [2]int{4, 1}:
+		return image.YCbCrSubsampleRatio411, true
+	case [2]int{4, 2}:
+		return image.YCbCrSubsampleRatio410, true
+	}
+	return 0, false
+}
+
+// jpegGeometry is the block layout of a frame decoded at one scale.
+type jpegGeometry struct {
+	scale, bs    int // bs is the side of a decoded block: 8/scale
+	hmax, vmax   int
+	mcusX, mcusY int
+	bw, bh       [4]int // blocks per component plane, padded to whole MCUs
+	cw, ch       [4]int // blocks a non-interleaved scan of the component codes
+}
+
+func newJPEGGeometry(ji jpegInfo, scale int) jpegGeometry {
+	g := jpegGeometry{scale: scale, bs: 8 / scale, hmax: 1, vmax: 1}
+	for i := 0; i < ji.Components; i++ {
+		g.hmax = max(g.hmax, ji.H[i])
+		g.vmax = max(g.vmax, ji.V[i])
+	}
+	g.mcusX = ceilDiv(ji.Width, 8*g.hmax)
+	g.mcusY = ceilDiv(ji.Height, 8*g.vmax)
+	for i := 0; i < ji.Components; i++ {
+		g.bw[i], g.bh[i] = g.mcusX*ji.H[i], g.mcusY*ji.V[i]
+		g.cw[i] = ceilDiv(ceilDiv(ji.Width*ji.H[i], g.hmax), 8)
+		g.ch[i] = ceilDiv(ceilDiv(ji.Height*ji.V[i], g.vmax), 8)
+	}
+	return g
+}
+
+// coefsPerBlock is how many coefficients a progressive decode keeps per block: at 1/8 scale
+// only the DC matters.
+func (g jpegGeometry) coefsPerBlock() int {
+	if g.scale == 8 {
+		return 1
+	}
+	return 64
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// readJPEGInfo parses markers up to the first SOS and returns the frame header. It allocates
+// nothing that depends on the image size and is safe for concurrent use.
+func readJPEGInfo(data []byte) (jpegInfo, error) {
+	d := jpegDecoder{data: data, headerOnly: true}
+	if err := d.run(); err != nil {
+		return jpegInfo{}, err
+	}
+	if d.nf == 0 {
+		return jpegInfo{}, fmt.Errorf("read jpeg header: no frame before scan: %w", errJPEGFormat)
+	}
+	return d.info(), nil
+}
+
+// decodeJPEG decodes data at 1/scale of its size (scale 1, 2, 4 or 8); the output is
+// ceil(w/scale) × ceil(h/scale). It returns *image.Gray for one component, *image.YCbCr for
+// YCbCr (as *image.RGBA when image.YCbCr cannot describe the subsampling), *image.RGBA for
+// RGB-coded files and *image.CMYK for four components, with image/jpeg's colour semantics.
+//
+// A file whose entropy-coded data ends early, or that ends without EOI before its last
+// progressive scan, gives both a partial image and an error wrapping errJPEGTruncated: blocks
+// never reached are mid-gray in a sequential file and lack the missing refinements in a
+// progressive one. The caller decides whether to use it. Other failures return a nil image
+// and an error wrapping errJPEGFormat, errJPEGTooLarge or errJPEGScale. It never panics and
+// allocates only what the frame header implies, refusing frames above jpegMaxPixels. It is
+// safe for concurrent use.
+func decodeJPEG(data []byte, scale int) (image.Image, error) {
+	switch scale {
+	case 1, 2, 4, 8:
+	default:
+		return nil, fmt.Errorf("decode jpeg at 1/%d: %w", scale, errJPEGScale)
+	}
+	d := &jpegDecoder{data: data, scale: scale}
+	err := d.run()
+	if err == nil {
+		err = d.checkComplete()
+	}
+	if err != nil && !(errors.Is(err, errJPEGTruncated) && d.scans > 0) {
+		return nil, err
+	}
+	if d.progressive {
+		d.reconstruct()
+	}
+	return d.image(), err
+}
+
+// jpegScaleFor returns the largest scale in {1,2,4,8} such that the decoded image is still
+// at least needW pixels wide and needH high (0 means no constraint on that side). With no
+// constraint on either side there is no target to shrink to, so it returns 1.
+func jpegScaleFor(w, h, needW, needH int) int {
+	if needW <= 0 && needH <= 0 {
+		return 1
+	}
+	for _, s := range [...]int{8, 4, 2} {
+		if (needW <= 0 || ceilDiv(w, s) >= needW) && (needH <= 0 || ceilDiv(h, s) >= needH) {
+			return s
+		}
+	}
+	return 1
+}
+
+// zigzag maps the k-th coefficient of a block, in coding order, to its natural (row-major)
+// position (T.81 figure A.6).
+var zigzag = [64]uint8{
+	0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
+	12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
+	35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+	58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+}
+
+// huffLookBits is how many bits the first-level Huffman table resolves at once.
+const huffLookBits = 9
+
+// huffTable is one decoding table: codes of up to huffLookBits bits come from lut in a single
+// step, longer ones from the canonical-code limits (T.81 F.2.2.3).
+type huffTable struct {
+	lut     [1 << huffLookBits]uint16 // code length << 8 | symbol; 0 for longer codes
+	maxcode [17]int32                 // largest code of each length, -1 when none
+	valptr  [17]int32                 // symbol index of a code of each length, minus the code
+	vals    [256]byte
+	defined bool
+}
+
+// build fills t from a DHT table: counts of codes per length 1..16 and the symbols in order.
+func (t *huffTable) build(counts []byte, vals []byte) error {
+	*t = huffTable{defined: true}
+	copy(t.vals[:], vals)
+	code, k := 0, 0
+	for l := 1; l <= 16; l++ {
+		n := int(counts[l-1])
+		t.maxcode[l] = -1
+		if n > 0 {
+			t.valptr[l] = int32(k - code)
+			t.maxcode[l] = int32(code + n - 1)
+		}
+		for ; n > 0; n-- {
+			if l <= huffLookBits {
+				span := 1 << (huffLookBits - l)
+				e := uint16(l<<8) | uint16(vals[k])
+				for j := code * span; j < (code+1)*span; j++ {
+					t.lut[j] = e
+				}
+			}
+			code++
+			k++
+		}
+		if code > 1<<l {
+			return fmt.Errorf("huffman table: code lengths overflow: %w", errJPEGFormat)
+		}
+		code <<= 1
+	}
+	return nil
+}
+
+// bitReader reads the entropy-coded bits of a scan, removing the 0x00 stuffed after each 0xFF.
+// At a marker or at the end of data it supplies zero bits and counts them, so the decoder
+// never reads past the data and can tell whether it ran out (T.81 F.1.2.3).
+type bitReader struct {
+	data  []byte
+	pos   int    // next byte to read
+	acc   uint64 // the low n bits are unread, oldest first
+	n     uint
+	fake  int  // zero bytes supplied past a marker or the end of data
+	stuck bool // at a marker or the end of data
+}
+
+func (br *bitReader) reset(data []byte, pos int) {
+	*br = bitReader{data: data, pos: pos}
+}
+
+// fill tops the accumulator up to more than 56 bits.
+func (br *bitReader) fill() {
+	for br.n <= 56 {
+		var b byte
+		switch {
+		case br.stuck || br.pos >= len(br.data):
+			br.stuck = true
+			br.fake++
+		case br.data[br.pos] != 0xFF:
+			b = br.data[br.pos]
+			br.pos++
+		case br.pos+1 < len(br.data) && br.data[br.pos+1] == 0:
+			b = 0xFF
+			br.pos += 2
+		default: // a marker, fill bytes, or a lone 0xFF at the end
+			if br.pos+1 >= len(br.data) {
+				br.pos = len(br.data)
+			}
+			br.stuck = true
+			br.fake++
+		}
+		br.acc = br.acc<<8 | uint64(b)
+		br.n += 8
+	}
+}
+
+// overrun reports whether the decoder has used bits that the end of data made up.
+func (br *bitReader) overrun() bool {
+	return br.fake > 0 && br.pos >= len(br.data) && uint(br.fake)*8 > br.n
+}
+
+// huff decodes one symbol; ok is false for a bit pattern that is no code of t.
+func (br *bitReader) huff(t *huffTable) (sym byte, ok bool) {
+	if br.n < 16 {
+		br.fill()
+	}
+	e := t.lut[(br.acc>>(br.n-huffLookBits))&(1<<huffLookBits-1)]
+	if e != 0 {
+		br.n -= uint(e >> 8)
+		return byte(e), true
+	}
+	return br.huffSlow(t)
+}
+
+func (br *bitReader) huffSlow(t *huffTable) (byte, bool) {
+	for l := huffLookBits + 1; l <= 16; l++ {
+		c := int32(br.acc>>(br.n-uint(l))) & (1<<l - 1)
+		if c <= t.maxcode[l] {
+			i := t.valptr[l] + c
+			if i < 0 || i > 255 {
+				return 0, false
+			}
+			br.n -= uint(l)
+			return t.vals[i], true
+		}
+	}
+	return 0, false
+}
+
+// receive reads s (at most 16) raw bits.
+func (br *bitReader) receive(s uint) int32 {
+	if br.n < s {
+		br.fill()
+	}
+	v := int32(br.acc>>(br.n-s)) & (1<<s - 1)
+	br.n -= s
+	return v
+}
+
+// receiveExtend reads an s-bit magnitude category value and gives its signed value (F.2.2.1).
+func (br *bitReader) receiveExtend(s uint) int32 {
+	if s == 0 {
+		return 0
+	}
+	v := br.receive(s)
+	if v < 1<<(s-1) {
+		v -= 1<<s - 1
+	}
+	return v
+}
+
+// jpegComponent is one colour component of the frame and its decoded plane.
+type jpegComponent struct {
+	id     byte
+	h, v   int
+	tq     int
+	pix    []byte  // decoded samples, stride bytes a row
+	stride int     // bw*bs
+	coef   []int16 // progressive coefficients, coefsPerBlock per block, natural order
+	pred   int32   // DC predictor of the current scan
+	td, ta int     // Huffman tables of the current scan
+	done   bool    // some scan has decoded it
+}
+
+// scanMode is the kind of entropy-coded data a scan holds.
+type scanMode uint8
+
+const (
+	scanBaseline scanMode = iota
+	scanDCFirst
+	scanDCRefine
+	scanACFirst
+	scanACRefine
+	scanGray // not a scan: paints undecoded sequential blocks mid-gray
+)
+
+// jpegScan is the state of the scan being decoded.
+type jpegScan struct {
+	mode   scanMode
+	comps  []*jpegComponent
+	ss, se int
+	al     uint
+	eobrun int
+}
+
+// jpegDecoder holds one decode. It is used by a single goroutine.
+type jpegDecoder struct {
+	data       []byte
+	pos        int
+	headerOnly bool
+	scale      int
+
+	nf          int
+	width       int
+	height      int
+	progressive bool
+	comps       [4]jpegComponent
+	geo         jpegGeometry
+	jfif        bool
+	adobe       bool
+	transform   byte
+	qt          [4][64]int32 // natural order
+	dc, ac      [4]huffTable
+	restart     int
+	scans       int // scans whose decoding started
+	sawEOI      bool
+	allocated   bool
+	br          bitReader
+	blk         [64]int32
+}
+
+func (d *jpegDecoder) info() jpegInfo {
+	ji := jpegInfo{Width: d.width, Height: d.height, Components: d.nf, Progressive: d.progressive}
+	for i := 0; i < d.nf; i++ {
+		ji.H[i], ji.V[i] = d.comps[i].h, d.comps[i].v
+	}
+	ji.Color = d.colorKind()
+	return ji
+}
+
+// colorKind applies the usual reading of JFIF, Adobe APP14 and component ids.
+func (d *jpegDecoder) colorKind() jpegColor {
+	switch d.nf {
+	case 1:
+		return jpegGray
+	case 4:
+		if d.adobe && d.transform == 2 {
+			return jpegYCCK
+		}
+		return jpegCMYK
+	}
+	if d.adobe {
+		if d.transform == 0 {
+			return jpegRGB
+		}
+		return jpegYCbCr
+	}
+	if !d.jfif && d.comps[0].id == 'R' && d.comps[1].id == 'G' && d.comps[2].id == 'B' {
+		return jpegRGB
+	}
+	return jpegYCbCr
+}
+
+// run parses markers and decodes scans until EOI; headerOnly stops at the first SOS.
+func (d *jpegDecoder) run() error {
+	if len(d.data) < 2 || d.data[0] != 0xFF || d.data[1] != 0xD8 {
+		return fmt.Errorf("no jpeg start of image: %w", errJPEGFormat)
+	}
+	d.pos = 2
+	for {
+		m, err := d.nextMarker()
+		if err != nil {
+			return err
+		}
+		switch {
+		case m == 0xD9:
+			d.sawEOI = true
+			return nil
+		case m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7):
+			continue // standalone markers carry no segment
+		}
+		seg, err := d.segment()
+		if err != nil {
+			return err
+		}
+		if m == 0xDA && d.headerOnly {
+			return nil
+		}
+		if err := d.handle(m, seg); err != nil {
+			return err
+		}
+	}
+}
+
+// handle acts on one marker segment.
+func (d *jpegDecoder) handle(m byte, seg []byte) error {
+	switch {
+	case m == 0xC0 || m == 0xC1 || m == 0xC2:
+		return d.parseSOF(seg, m == 0xC2)
+	case m == 0xC4:
+		return d.parseDHT(seg)
+	case m == 0xDB:
+		return d.parseDQT(seg)
+	case m == 0xDD:
+		return d.parseDRI(seg)
+	case m == 0xE0:
+		d.jfif = d.jfif || (len(seg) >= 5 && string(seg[:5]) == "JFIF\x00")
+	case m == 0xEE:
+		if len(seg) >= 12 && string(seg[:5]) == "Adobe" {
+			d.adobe, d.transform = true, seg[11]
+		}
+	case m == 0xDA:
+		return d.scan(seg)
+	case m >= 0xC3 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC:
+		return fmt.Errorf("jpeg frame type SOF%d: %w", m-0xC0, errJPEGFormat)
+	}
+	return nil
+}
+
+// nextMarker moves past any bytes up to the next marker and returns its code. Entropy-coded
+// bytes a scan left unread, stuffed 0xFF00 pairs, fill bytes and stray RST markers between
+// segments are all skipped.
+func (d *jpegDecoder) nextMarker() (byte, error) {
+	for {
+		for d.pos < len(d.data) && d.data[d.pos] != 0xFF {
+			d.pos++
+		}
+		for d.pos < len(d.data) && d.data[d.pos] == 0xFF {
+			d.pos++
+		}
+		if d.pos >= len(d.data) {
+			return 0, fmt.Errorf("jpeg ends without end of image: %w", errJPEGTruncated)
+		}
+		m := d.data[d.pos]
+		d.pos++
+		if m != 0 && (m < 0xD0 || m > 0xD7) {
+			return m, nil
+		}
+	}
+}
+
+// segment returns the payload of the marker segment at d.pos and moves past it.
+func (d *jpegDecoder) segment() ([]byte, error) {
+	if d.pos+2 > len(d.data) {
+		return nil, fmt.Errorf("jpeg marker segment: %w", errJPEGTruncated)
+	}
+	n := int(d.data[d.pos])<<8 | int(d.data[d.pos+1])
+	if n < 2 {
+		return nil, fmt.Errorf("jpeg marker segment length %d: %w", n, errJPEGFormat)
+	}
+	if d.pos+n > len(d.data) {
+		return nil, fmt.Errorf("jpeg marker segment: %w", errJPEGTruncated)
+	}
+	seg := d.data[d.pos+2 : d.pos+n]
+	d.pos += n
+	return seg, nil
+}
+
+// parseSOF reads the frame header (T.81 B.2.2).
+func (d *jpegDecoder) parseSOF(p []byte, progressive bool) error {
+	if d.nf != 0 {
+		return fmt.Errorf("second jpeg frame header: %w", errJPEGFormat)
+	}
+	if len(p) < 6 {
+		return fmt.Errorf("short jpeg frame header: %w", errJPEGFormat)
+	}
+	if p[0] != 8 {
+		return fmt.Errorf("jpeg sample precision %d: %w", p[0], errJPEGFormat)
+	}
+	h, w, nf := int(p[1])<<8|int(p[2]), int(p[3])<<8|int(p[4]), int(p[5])
+	if w == 0 || h == 0 {
+		return fmt.Errorf("jpeg frame %dx%d (DNL is not supported): %w", w, h, errJPEGFormat)
+	}
+	if nf != 1 && nf != 3 && nf != 4 {
+		return fmt.Errorf("jpeg with %d components: %w", nf, errJPEGFormat)
+	}
+	if len(p) != 6+3*nf {
+		return fmt.Errorf("jpeg frame header length: %w", errJPEGFormat)
+	}
+	for i := 0; i < nf; i++ {
+		c := &d.comps[i]
+		c.id, c.h, c.v, c.tq = p[6+3*i], int(p[7+3*i]>>4), int(p[7+3*i]&15), int(p[8+3*i])
+		if c.h < 1 || c.h > 4 || c.v < 1 || c.v > 4 || c.tq > 3 {
+			return fmt.Errorf("jpeg component %d sampling or table: %w", i, errJPEGFormat)
+		}
+		for j := 0; j < i; j++ {
+			if d.comps[j].id == c.id {
+				return fmt.Errorf("jpeg component id %d repeated: %w", c.id, errJPEGFormat)
+			}
+		}
+		if nf == 1 {
+			c.h, c.v = 1, 1 // a lone component is coded block by block (A.2.2)
+		}
+	}
+	d.nf, d.width, d.height, d.progressive = nf, w, h, progressive
+	return nil
+}
+
+// parseDHT reads Huffman tables (B.2.4.2).
+func (d *jpegDecoder) parseDHT(p []byte) error {
+	for len(p) > 0 {
+		if len(p) < 17 {
+			return fmt.Errorf("short jpeg huffman table: %w", errJPEGFormat)
+		}
+		class, id := p[0]>>4, p[0]&15
+		if class > 1 || id > 3 {
+			return fmt.Errorf("jpeg huffman table class %d id %d: %w", class, id, errJPEGFormat)
+		}
+		total := 0
+		for _, c := range p[1:17] {
+			total += int(c)
+		}
+		if total > 256 || len(p) < 17+total {
+			return fmt.Errorf("jpeg huffman table size: %w", errJPEGFormat)
+		}
+		t := &d.dc[id]
+		if class == 1 {
+			t = &d.ac[id]
+		}
+		if err := t.build(p[1:17], p[17:17+total]); err != nil {
+			return err
+		}
+		p = p[17+total:]
+	}
+	return nil
+}
+
+// parseDQT reads quantisation tables of 8 or 16 bits (B.2.4.1).
+func (d *jpegDecoder) parseDQT(p []byte) error {
+	for len(p) > 0 {
+		prec, id := p[0]>>4, p[0]&15
+		if prec > 1 || id > 3 {
+			return fmt.Errorf("jpeg quantisation table %d/%d: %w", prec, id, errJPEGFormat)
+		}
+		n := 1 + 64*(1+int(prec))
+		if len(p) < n {
+			return fmt.Errorf("short jpeg quantisation table: %w", errJPEGFormat)
+		}
+		for k := 0; k < 64; k++ {
+			v := int32(p[1+k])
+			if prec == 1 {
+				v = int32(p[1+2*k])<<8 | int32(p[2+2*k])
+			}
+			d.qt[id][zigzag[k]] = v
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// parseDRI reads the restart interval (B.2.4.4).
+func (d *jpegDecoder) parseDRI(p []byte) error {
+	if len(p) != 2 {
+		return fmt.Errorf("jpeg restart interval length: %w", errJPEGFormat)
+	}
+	d.restart = int(p[0])<<8 | int(p[1])
+	return nil
+}
+
+// allocate makes the sample planes (and coefficient store) once the frame is known.
+func (d *jpegDecoder) allocate() error {
+	if d.width*d.height > jpegMaxPixels {
+		return fmt.Errorf("jpeg frame %dx%d: %w", d.width, d.height, errJPEGTooLarge)
+	}
+	d.geo = newJPEGGeometry(d.info(), d.scale)
+	g := &d.geo
+	for i := 0; i < d.nf; i++ {
+		c := &d.comps[i]
+		c.stride = g.bw[i] * g.bs
+		c.pix = make([]byte, c.stride*g.bh[i]*g.bs)
+		if d.progressive {
+			c.coef = make([]int16, g.bw[i]*g.bh[i]*g.coefsPerBlock())
+		}
+	}
+	d.allocated = true
+	return nil
+}
+
+// scan reads a scan header (B.2.3) and decodes its entropy-coded data.
+func (d *jpegDecoder) scan(p []byte) error {
+	s, err := d.parseSOS(p)
+	if err != nil {
+		return err
+	}
+	if !d.allocated {
+		if err := d.allocate(); err != nil {
+			return err
+		}
+	}
+	d.scans++
+	if d.scale == 8 && (s.mode == scanACFirst || s.mode == scanACRefine) {
+		return nil // 1/8 scale needs DC only; nextMarker skips the data
+	}
+	for _, c := range s.comps {
+		c.done = true
+	}
+
+	d.br.reset(d.data, d.pos)
+	err = d.decodeScan(s)
+	d.pos = d.br.pos
+	return err
+}
+
+// parseSOS validates a scan header against the frame and the tables defined so far.
+func (d *jpegDecoder) parseSOS(p []byte) (*jpegScan, error) {
+	if d.nf == 0 {
+		return nil, fmt.Errorf("jpeg scan before frame header: %w", errJPEGFormat)
+	}
+	if len(p) < 1 || p[0] < 1 || int(p[0]) > d.nf || len(p) != 4+2*int(p[0]) {
+		return nil, fmt.Errorf("jpeg scan header: %w", errJPEGFormat)
+	}
+	ns := int(p[0])
+	s := &jpegScan{ss: int(p[1+2*ns]), se: int(p[2+2*ns])}
+	ah, al := p[3+2*ns]>>4, p[3+2*ns]&15
+	s.al = uint(al)
+	blocks := 0
+	for i := 0; i < ns; i++ {
+		c := d.component(p[1+2*i])
+		if c == nil {
+			return nil, fmt.Errorf("jpeg scan names unknown component: %w", errJPEGFormat)
+		}
+		for _, o := range s.comps {
+			if o == c {
+				return nil, fmt.Errorf("jpeg scan repeats a component: %w", errJPEGFormat)
+			}
+		}
+		c.td, c.ta = int(p[2+2*i]>>4), int(p[2+2*i]&15)
+		if c.td > 3 || c.ta > 3 {
+			return nil, fmt.Errorf("jpeg scan huffman table id: %w", errJPEGFormat)
+		}
+		c.pred = 0
+		s.comps = append(s.comps, c)
+		blocks += c.h * c.v
+	}
+	if ns > 1 && blocks > 10 {
+		return nil, fmt.Errorf("jpeg scan with %d blocks per MCU: %w", blocks, errJPEGFormat)
+	}
+	if err := d.scanMode(s, ah); err != nil {
+		return nil, err
+	}
+	return s, d.checkTables(s)
+}
+
+func (d *jpegDecoder) component(id byte) *jpegComponent {
+	for i := 0; i < d.nf; i++ {
+		if d.comps[i].id == id {
+			return &d.comps[i]
+		}
+	}
+	return nil
+}
+
+// scanMode works out the kind of scan from its spectral selection and approximation (G.1.1).
+func (d *jpegDecoder) scanMode(s *jpegScan, ah byte) error {
+	if !d.progressive {
+		s.mode, s.ss, s.se, s.al = scanBaseline, 0, 63, 0
+		return nil
+	}
+	bad := s.al > 13 || s.se > 63 || s.ss > s.se || (s.ss == 0 && s.se != 0) ||
+		(s.ss > 0 && len(s.comps) != 1)
+	if bad {
+		return fmt.Errorf("jpeg progressive scan parameters: %w", errJPEGFormat)
+	}
+	switch {
+	case s.ss == 0 && ah == 0:
+		s.mode = scanDCFirst
+	case s.ss == 0:
+		s.mode = scanDCRefine
+	case ah == 0:
+		s.mode = scanACFirst
+	default:
+		s.mode = scanACRefine
+	}
+	return nil
+}
+
+// checkTables makes sure every Huffman table the scan will use is defined.
+func (d *jpegDecoder) checkTables(s *jpegScan) error {
+	needDC := s.mode == scanBaseline || s.mode == scanDCFirst
+	needAC := s.mode == scanBaseline || s.mode == scanACFirst || s.mode == scanACRefine
+	for _, c := range s.comps {
+		if (needDC && !d.dc[c.td].defined) || (needAC && !d.ac[c.ta].defined) {
+			return fmt.Errorf("jpeg scan uses an undefined huffman table: %w", errJPEGFormat)
+		}
+	}
+	return nil
+}
+
+// decodeScan decodes every MCU of the scan, resynchronising at restart markers (F.1.2.3).
+func (d *jpegDecoder) decodeScan(s *jpegScan) error {
+	perRow, rows := d.geo.mcusX, d.geo.mcusY
+	if len(s.comps) == 1 {
+		i := s.comps[0].index(d)
+		perRow, rows = d.geo.cw[i], d.geo.ch[i]
+	}
+	total := perRow * rows
+	for m := 0; m < total; m++ {
+		if d.restart > 0 && m > 0 && m%d.restart == 0 {
+			d.restartSync(s)
+		}
+		if err := d.mcu(s, m%perRow, m/perRow); err != nil {
+			return d.scanFailed(s, m, perRow, total, err)
+		}
+		if d.br.overrun() {
+			return d.scanFailed(s, m, perRow, total, errJPEGTruncated)
+		}
+	}
+	return nil
+}
+
+func (c *jpegComponent) index(d *jpegDecoder) int {
+	for i := range d.comps {
+		if &d.comps[i] == c {
+			return i
+		}
+	}
+	return 0
+}
+
+// scanFailed reports a scan that stopped at MCU m. Running out of data, or a bad code past
+// the end of data, is truncation: a sequential scan's remaining blocks are painted gray.
+func (d *jpegDecoder) scanFailed(s *jpegScan, m, perRow, total int, err error) error {
+	if !errors.Is(err, errJPEGTruncated) && !d.br.overrun() {
+		return err
+	}
+	if s.mode == scanBaseline {
+		s.mode = scanGray
+		for ; m < total; m++ {
+			_ = d.mcu(s, m%perRow, m/perRow)
+		}
+	}
+	return fmt.Errorf("jpeg scan data ends early: %w", errJPEGTruncated)
+}
+
+// restartSync drops the bits left before a restart marker, moves past the marker and resets
+// the predictors. A missing or out-of-order RST is tolerated: decoding goes on from the next
+// RST found, or with zero bits if another marker comes first.
+func (d *jpegDecoder) restartSync(s *jpegScan) {
+	p := d.br.pos
+	for ; p+1 < len(d.data); p++ {
+		m := d.data[p+1]
+		if d.data[p] != 0xFF || m == 0xFF {
+			continue
+		}
+		if m == 0 {
+			p++ // a stuffed data byte
+			continue
+		}
+		if m >= 0xD0 && m <= 0xD7 {
+			p += 2
+		}
+		break
+	}
+	p = min(p, len(d.data))
+	d.br.reset(d.data, p)
+	for _, c := range s.comps {
+		c.pred = 0
+	}
+	s.eobrun = 0
+}
+
+// mcu decodes one MCU: one block of a non-interleaved scan, or each component's h×v blocks.
+func (d *jpegDecoder) mcu(s *jpegScan, mx, my int) error {
+	if len(s.comps) == 1 {
+		return d.block(s, s.comps[0], mx, my)
+	}
+	for _, c := range s.comps {
+		for v := 0; v < c.v; v++ {
+			for h := 0; h < c.h; h++ {
+				if err := d.block(s, c, mx*c.h+h, my*c.v+v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
+	bs := d.geo.bs
+	switch s.mode {
+	case scanBaseline:
+		return d.baselineBlock(c, c.pix[by*bs*c.stride+bx*bs:], c.stride)
+	case scanGray:
+		fillBlock(c.pix[by*bs*c.stride+bx*bs:], c.stride, bs, 128)
+		return nil
+	}
+	n := d.geo.coefsPerBlock()
+	i := (by*(c.stride/bs) + bx) * n
+	coef := c.coef[i : i+n]
+	switch s.mode {
+	case scanDCFirst:
+		return d.dcFirst(c, coef, s.al)
+	case scanDCRefine:
+		if d.br.receive(1) != 0 {
+			coef[0] |= 1 << s.al
+		}
+		return nil
+	case scanACFirst:
+		return d.acFirst(s, c, coef)
+	}
+	return d.acRefine(s, c, coef)
+}
+
+var errBadCode = fmt.Errorf("jpeg huffman code not in table: %w", errJPEGFormat)
+
+// baselineBlock decodes one sequential block (F.2.2) and writes its samples to dst.
+func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) error {
+	br := &d.br
+	t, ok := br.huff(&d.dc[c.td])
+	if !ok || t > 15 {
+		return errBadCode
+	}
+	c.pred += br.receiveExtend(uint(t))
+	q := &d.qt[c.tq]
+	blk := &d.blk
+	blk[0] = c.pred * q[0]
+	ac := &d.ac[c.ta]
+	last := 0
+	for k := 1; k < 64; k++ {
+		rs, ok := br.huff(ac)
+		if !ok {
+			return errBadCode
+		}
+		r, s := int(rs>>4), uint(rs&15)
+		if s == 0 {
+			if r != 15 {
+				break
+			}
+			k += 15
+			continue
+		}
+		k += r
+		if k > 63 {
+			return fmt.Errorf("jpeg coefficient run past the block: %w", errJPEGFormat)
+		}
+		z := zigzag[k]
+		blk[z] = br.receiveExtend(s) * q[z]
+		last = k
+	}
+	d.storeBlock(dst, stride, last)
+	for k := 0; k <= last; k++ {
+		blk[zigzag[k]] = 0
+	}
+	return nil
+}
+
+// storeBlock runs the inverse DCT of d.blk for the scale; last is the zigzag index of the
+// last nonzero coefficient, so a DC-only block is a plain fill.
+func (d *jpegDecoder) storeBlock(dst []byte, stride, last int) {
+	bs := d.geo.bs
+	if last == 0 || bs == 1 {
+		fillBlock(dst, stride, bs, dcSample(d.blk[0]))
+		return
+	}
+	switch bs {
+	case 8:
+		idct8(&d.blk, dst, stride)
+	case 4:
+		idct4(&d.blk, dst, stride)
+	default:
+		idct2(&d.blk, dst, stride)
+	}
+}
+
+// dcFirst decodes the first DC scan of a progressive block (G.1.2.1).
+func (d *jpegDecoder) dcFirst(c *jpegComponent, coef []int16, al uint) error {
+	t, ok := d.br.huff(&d.dc[c.td])
+	if !ok || t > 15 {
+		return errBadCode
+	}
+	c.pred += d.br.receiveExtend(uint(t))
+	coef[0] = int16(c.pred << al)
+	return nil
+}
+
+// acFirst decodes the first scan of a spectral band (G.1.2.2), with end-of-band runs.
+func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16) error {
+	if s.eobrun > 0 {
+		s.eobrun--
+		return nil
+	}
+	br := &d.br
+	t := &d.ac[c.ta]
+	for k := s.ss; k <= s.se; k++ {
+		rs, ok := br.huff(t)
+		if !ok {
+			return errBadCode
+		}
+		r, sz := int(rs>>4), uint(rs&15)
+		if sz == 0 {
+			if r < 15 {
+				s.eobrun = 1<<r - 1 + int(br.receive(uint(r)))
+				return nil
+			}
+			k += 15
+			continue
+		}
+		k += r
+		if k > s.se {
+			return fmt.Errorf("jpeg coefficient run past the band: %w", errJPEGFormat)
+		}
+		coef[zigzag[k]] = int16(br.receiveExtend(sz) << s.al)
+	}
+	return nil
+}
+
+// acRefine adds one bit of precision to a spectral band (G.1.2.3): a correction bit for each
+// coefficient already nonzero, and new coefficients of magnitude 1 << al.
+func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16) error {
+	br := &d.br
+	t := &d.ac[c.ta]
+	p1, m1 := int16(1)<<s.al, int16(-1)<<s.al
+	k := s.ss
+band:
+	for s.eobrun == 0 && k <= s.se {
+		rs, ok := br.huff(t)
+		if !ok {
+			return errBadCode
+		}
+		r, sz := int(rs>>4), rs&15
+		var val int16
+		switch {
+		case sz == 1 && br.receive(1) != 0:
+			val = p1
+		case sz == 1:
+			val = m1
+		case sz != 0:
+			return fmt.Errorf("jpeg refinement magnitude %d: %w", sz, errJPEGFormat)
+		case r < 15:
+			s.eobrun = 1<<r + int(br.receive(uint(r)))
+			break band // the rest of the band is refined below
+		}
+		k = d.refineRun(coef, k, s.se, r, p1, m1)
+		if k <= s.se && val != 0 {
+			coef[zigzag[k]] = val
+		}
+		k++
+	}
+	if s.eobrun > 0 {
+		for ; k <= s.se; k++ {
+			d.refineOne(&coef[zigzag[k]], p1, m1)
+		}
+		s.eobrun--
+	}
+	return nil
+}
+
+// refineRun moves from k past r coefficients that are still zero, refining the nonzero ones
+// it crosses, and returns the index of the next zero one (or se+1).
+func (d *jpegDecoder) refineRun(coef []int16, k, se, r int, p1, m1 int16) int {
+	for ; k <= se; k++ {
+		z := &coef[zigzag[k]]
+		if *z != 0 {
+			d.refineOne(z, p1, m1)
+			continue
+		}
+		if r == 0 {
+			return k
+		}
+		r--
+	}
+	return k
+}
+
+// refineOne reads the correction bit of a coefficient that is already nonzero.
+func (d *jpegDecoder) refineOne(z *int16, p1, m1 int16) {
+	if *z == 0 || d.br.receive(1) == 0 || *z&p1 != 0 {
+		return
+	}
+	if *z > 0 {
+		*z += p1
+	} else {
+		*z += m1
+	}
+}
+
+// checkComplete decides whether a file that reached EOI (or ended between segments) lacks
+// data: no scan at all is an error; a component no scan decoded, or a progressive file
+// without EOI, is truncation, and the missing components are painted gray.
+func (d *jpegDecoder) checkComplete() error {
+	if d.scans == 0 {
+		return fmt.Errorf("jpeg has no scan: %w", errJPEGFormat)
+	}
+	var err error
+	if d.progressive && !d.sawEOI {
+		err = fmt.Errorf("progressive jpeg ends without end of image: %w", errJPEGTruncated)
+	}
+	for i := 0; i < d.nf; i++ {
+		c := &d.comps[i]
+		if !c.done && !d.progressive {
+			for j := range c.pix {
+				c.pix[j] = 128
+			}
+			err = fmt.Errorf("jpeg component %d never decoded: %w", i, errJPEGTruncated)
+		}
+	}
+	return err
+}
+
+// reconstruct dequantizes the progressive coefficients and writes every block's samples.
+func (d *jpegDecoder) reconstruct() {
+	n, bs := d.geo.coefsPerBlock(), d.geo.bs
+	for i := 0; i < d.nf; i++ {
+		c := &d.comps[i]
+		q := &d.qt[c.tq]
+		bw, bh := d.geo.bw[i], d.geo.bh[i]
+		for by := 0; by < bh; by++ {
+			for bx := 0; bx < bw; bx++ {
+				coef := c.coef[(by*bw+bx)*n:][:n]
+				last := d.loadBlock(coef, q)
+				d.storeBlock(c.pix[by*bs*c.stride+bx*bs:], c.stride, last)
+				d.blk = [64]int32{}
+			}
+		}
+	}
+}
+
+// loadBlock dequantizes the coefficients the scale needs into d.blk and returns the zigzag
+// index of the last nonzero one.
+func (d *jpegDecoder) loadBlock(coef []int16, q *[64]int32) int {
+	d.blk[0] = int32(coef[0]) * q[0]
+	if len(coef) == 1 {
+		return 0
+	}
+	last := 0
+	for k := 1; k < 64; k++ {
+		z := zigzag[k]
+		if coef[z] != 0 {
+			d.blk[z] = int32(coef[z]) * q[z]
+			last = k
+		}
+	}
+	return last
+}
+
+// image wraps the decoded planes in the image type the colour kind calls for.
+func (d *jpegDecoder) image() image.Image {
+	w, h := d.info().decodedSize(d.scale)
+	r := image.Rect(0, 0, w, h)
+	c := &d.comps
+	switch kind := d.colorKind(); kind {
+	case jpegGray:
+		return &image.Gray{Pix: c[0].pix, Stride: c[0].stride, Rect: r}
+	case jpegYCbCr:
+		if ratio, ok := d.info().subsampleRatio(); ok {
+			return &image.YCbCr{Y: c[0].pix, Cb: c[1].pix, Cr: c[2].pix,
+				YStride: c[0].stride, CStride: c[1].stride, SubsampleRatio: ratio, Rect: r}
+		}
+		return d.toRGBA(r, true)
+	case jpegRGB:
+		return d.toRGBA(r, false)
+	default:
+		return d.toCMYK(r, kind == jpegYCCK)
+	}
+}
+
+// sampleIndex returns, for each output column, the column of component i's plane that
+// covers it (nearest sample, the planes being subsampled by h/hmax).
+func (d *jpegDecoder) sampleIndex(i, n int, horizontal bool) []int {
+	f, fmax := d.comps[i].h, d.geo.hmax
+	if !horizontal {
+		f, fmax = d.comps[i].v, d.geo.vmax
+	}
+	idx := make([]int, n)
+	for x := range idx {
+		idx[x] = x * f / fmax
+	}
+	return idx
+}
+
+// toRGBA converts three planes, YCbCr (ycc) or RGB, of any sampling to an RGBA image.
+func (d *jpegDecoder) toRGBA(r image.Rectangle, ycc bool) *image.RGBA {
+	img := image.NewRGBA(r)
+	w, h := r.Dx(), r.Dy()
+	var xs, ys [3][]int
+	for i := 0; i < 3; i++ {
+		xs[i], ys[i] = d.sampleIndex(i, w, true), d.sampleIndex(i, h, false)
+	}
+	c := &d.comps
+	for y := 0; y < h; y++ {
+		p0 := c[0].pix[ys[0][y]*c[0].stride:]
+		p1 := c[1].pix[ys[1][y]*c[1].stride:]
+		p2 := c[2].pix[ys[2][y]*c[2].stride:]
+		out := img.Pix[y*img.Stride : y*img.Stride+4*w]
+		for x := 0; x < w; x++ {
+			a, b, e := p0[xs[0][x]], p1[xs[1][x]], p2[xs[2][x]]
+			if ycc {
+				a, b, e = color.YCbCrToRGB(a, b, e)
+			}
+			out[4*x], out[4*x+1], out[4*x+2], out[4*x+3] = a, b, e, 255
+		}
+	}
+	return img
+}
+
+// toCMYK converts four planes to image.CMYK, undoing Adobe's inversion and, for YCCK, the
+// YCbCr transform of the first three (which, once undone, give C, M and Y uninverted).
+func (d *jpegDecoder) toCMYK(r image.Rectangle, ycck bool) *image.CMYK {
+	img := image.NewCMYK(r)
+	w, h := r.Dx(), r.Dy()
+	var xs, ys [4][]int
+	for i := 0; i < 4; i++ {
+		xs[i], ys[i] = d.sampleIndex(i, w, true), d.sampleIndex(i, h, false)
+	}
+	c := &d.comps
+	for y := 0; y < h; y++ {
+		var rows [4][]byte
+		for i := range rows {
+			rows[i] = c[i].pix[ys[i][y]*c[i].stride:]
+		}
+		out := img.Pix[y*img.Stride : y*img.Stride+4*w]
+		for x := 0; x < w; x++ {
+			a, b, e, k := rows[0][xs[0][x]], rows[1][xs[1][x]], rows[2][xs[2][x]], rows[3][xs[3][x]]
+			if ycck {
+				// The transform of an inverted CMY: the result is C, M, Y as they are.
+				a, b, e = color.YCbCrToRGB(a, b, e)
+				a, b, e = 255-a, 255-b, 255-e
+			}
+			out[4*x], out[4*x+1], out[4*x+2], out[4*x+3] = 255-a, 255-b, 255-e, 255-k
+		}
+	}
+	return img
+}

@@ -1,0 +1,497 @@
+// jpegdec_test.go checks jpegdec.go against image/jpeg on real files and fuzzes it.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// jpegTestFile is one input of the comparison tests.
+type jpegTestFile struct {
+	name string
+	data []byte
+}
+
+// jpegTestFiles returns every JPEG the comparison tests use: Go's image/testdata (in place),
+// testdata/jpeg, the committed photo and the larger photos in /work/shared/photos if present.
+func jpegTestFiles(t testing.TB) []jpegTestFile {
+	t.Helper()
+	var paths []string
+	for _, pat := range []string{
+		filepath.Join(runtime.GOROOT(), "src", "image", "testdata", "*.jp*g"),
+		filepath.Join("testdata", "jpeg", "*.jpg"),
+		filepath.Join("testdata", "*.jpg"),
+		"/work/shared/photos/flower-2268x1512*.jpg",
+	} {
+		m, err := filepath.Glob(pat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, m...)
+	}
+	sort.Strings(paths)
+	var files []jpegTestFile
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, jpegTestFile{name: filepath.Base(p), data: data})
+	}
+	if len(files) < 20 {
+		t.Fatalf("found only %d test jpegs", len(files))
+	}
+	return files
+}
+
+// rgbaOf converts any image to 8-bit RGBA through its own colour model.
+func rgbaOf(img image.Image) *image.RGBA {
+	b := img.Bounds()
+	out := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	for y := 0; y < b.Dy(); y++ {
+		for x := 0; x < b.Dx(); x++ {
+			out.Set(x, y, color.RGBAModel.Convert(img.At(b.Min.X+x, b.Min.Y+y)))
+		}
+	}
+	return out
+}
+
+// pixelDiff summarises per-pixel differences: the largest channel difference, its mean over
+// all channels, and the fraction of pixels whose largest channel difference exceeds 3.
+type pixelDiff struct {
+	max     int
+	mean    float64
+	over3   float64
+	samples int
+}
+
+func comparePixels(a, b *image.RGBA) pixelDiff {
+	var d pixelDiff
+	var sum, over int
+	for i := 0; i+3 < len(a.Pix); i += 4 {
+		m := 0
+		for c := 0; c < 3; c++ {
+			v := int(a.Pix[i+c]) - int(b.Pix[i+c])
+			if v < 0 {
+				v = -v
+			}
+			sum += v
+			m = max(m, v)
+		}
+		d.max = max(d.max, m)
+		if m > 3 {
+			over++
+		}
+	}
+	n := len(a.Pix) / 4
+	d.samples = n
+	d.mean = float64(sum) / float64(3*n)
+	d.over3 = float64(over) / float64(n)
+	return d
+}
+
+// boxShrink averages s×s cells of img (clipped at the edges) into a ceil(w/s)×ceil(h/s) image.
+func boxShrink(img *image.RGBA, s int) *image.RGBA {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	out := image.NewRGBA(image.Rect(0, 0, ceilDiv(w, s), ceilDiv(h, s)))
+	for y := 0; y < out.Rect.Dy(); y++ {
+		for x := 0; x < out.Rect.Dx(); x++ {
+			var sum [3]int
+			n := 0
+			for yy := y * s; yy < min(y*s+s, h); yy++ {
+				for xx := x * s; xx < min(x*s+s, w); xx++ {
+					p := img.Pix[yy*img.Stride+4*xx:]
+					sum[0], sum[1], sum[2] = sum[0]+int(p[0]), sum[1]+int(p[1]), sum[2]+int(p[2])
+					n++
+				}
+			}
+			q := out.Pix[y*out.Stride+4*x:]
+			for c := 0; c < 3; c++ {
+				q[c] = uint8((sum[c] + n/2) / n)
+			}
+			q[3] = 255
+		}
+	}
+	return out
+}
+
+// psnr is the peak signal-to-noise ratio in dB between two RGBA images over R, G and B.
+func psnr(a, b *image.RGBA) float64 {
+	var se float64
+	for i := 0; i+3 < len(a.Pix); i += 4 {
+		for c := 0; c < 3; c++ {
+			v := float64(a.Pix[i+c]) - float64(b.Pix[i+c])
+			se += v * v
+		}
+	}
+	mse := se / float64(3*len(a.Pix)/4)
+	if mse == 0 {
+		return math.Inf(1)
+	}
+	return 10 * math.Log10(255*255/mse)
+}
+
+func TestDecodeJPEGMatchesStdlib(t *testing.T) {
+	for _, f := range jpegTestFiles(t) {
+		t.Run(f.name, func(t *testing.T) {
+			ref, refErr := jpeg.Decode(bytes.NewReader(f.data))
+			got, err := decodeJPEG(f.data, 1)
+			if refErr != nil {
+				t.Skipf("image/jpeg refuses it (%v); decodeJPEG gave %v", refErr, err)
+			}
+			if err != nil {
+				t.Fatalf("decodeJPEG(%s, 1) error = %v, want nil", f.name, err)
+			}
+			if got.Bounds() != ref.Bounds() {
+				t.Fatalf("decodeJPEG(%s, 1) bounds = %v, want %v", f.name, got.Bounds(), ref.Bounds())
+			}
+			if reflect.TypeOf(got) != reflect.TypeOf(ref) {
+				t.Errorf("decodeJPEG(%s, 1) type = %T, want %T", f.name, got, ref)
+			}
+			d := comparePixels(rgbaOf(got), rgbaOf(ref))
+			t.Logf("%s: max %d, mean %.3f, over 3: %.4f%%", f.name, d.max, d.mean, 100*d.over3)
+			if d.mean >= 1 || d.over3 > 0.001 || d.max > 12 {
+				t.Errorf("decodeJPEG(%s, 1) differs from image/jpeg: max %d, mean %.3f, "+
+					"over 3 %.4f%%; want max ≤ 12, mean < 1, over 3 ≤ 0.1%%",
+					f.name, d.max, d.mean, 100*d.over3)
+			}
+		})
+	}
+}
+
+func TestDecodeJPEGScaled(t *testing.T) {
+	for _, f := range jpegTestFiles(t) {
+		ref, err := jpeg.Decode(bytes.NewReader(f.data))
+		if err != nil {
+			continue
+		}
+		refRGBA := rgbaOf(ref)
+		for _, s := range []int{2, 4, 8} {
+			t.Run(fmt.Sprintf("%s/1:%d", f.name, s), func(t *testing.T) {
+				got, err := decodeJPEG(f.data, s)
+				if err != nil {
+					t.Fatalf("decodeJPEG(%s, %d) error = %v", f.name, s, err)
+				}
+				b := ref.Bounds()
+				want := image.Rect(0, 0, ceilDiv(b.Dx(), s), ceilDiv(b.Dy(), s))
+				if got.Bounds() != want {
+					t.Fatalf("decodeJPEG(%s, %d) bounds = %v, want %v", f.name, s, got.Bounds(), want)
+				}
+				p := psnr(rgbaOf(got), boxShrink(refRGBA, s))
+				t.Logf("%s 1:%d: PSNR %.1f dB", f.name, s, p)
+				if p < 30 {
+					t.Errorf("decodeJPEG(%s, %d) PSNR = %.1f dB, want ≥ 30", f.name, s, p)
+				}
+			})
+		}
+	}
+}
+
+func TestReadJPEGInfo(t *testing.T) {
+	components := map[color.Model]int{
+		color.GrayModel: 1, color.YCbCrModel: 3, color.RGBAModel: 3, color.CMYKModel: 4,
+	}
+	for _, f := range jpegTestFiles(t) {
+		t.Run(f.name, func(t *testing.T) {
+			cfg, refErr := jpeg.DecodeConfig(bytes.NewReader(f.data))
+			info, err := readJPEGInfo(f.data)
+			if refErr != nil {
+				t.Skipf("image/jpeg refuses the header: %v", refErr)
+			}
+			if err != nil {
+				t.Fatalf("readJPEGInfo(%s) error = %v", f.name, err)
+			}
+			if info.Width != cfg.Width || info.Height != cfg.Height {
+				t.Errorf("readJPEGInfo(%s) size = %dx%d, want %dx%d",
+					f.name, info.Width, info.Height, cfg.Width, cfg.Height)
+			}
+			if n := components[cfg.ColorModel]; info.Components != n {
+				t.Errorf("readJPEGInfo(%s).Components = %d, want %d", f.name, info.Components, n)
+			}
+			wantProg := strings.Contains(f.name, "progressive") || strings.Contains(f.name, "separate")
+			if strings.HasPrefix(f.name, "video-") || strings.HasPrefix(f.name, "flower") {
+				if info.Progressive != wantProg {
+					t.Errorf("readJPEGInfo(%s).Progressive = %v, want %v", f.name, info.Progressive, wantProg)
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeJPEGColours checks the quadrant colours of the coloured 64×32 cases at every
+// scale: red top-left, lime top-right, blue bottom-left, yellow bottom-right.
+func TestDecodeJPEGColours(t *testing.T) {
+	want := [4]color.RGBA{{255, 0, 0, 255}, {0, 255, 0, 255}, {0, 0, 255, 255}, {255, 255, 0, 255}}
+	for _, name := range []string{"orient-1.jpg", "cmyk-ycck-adobe.jpg", "rgb-no-ycbcr.jpg"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "jpeg", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []int{1, 2, 4, 8} {
+			t.Run(fmt.Sprintf("%s/1:%d", name, s), func(t *testing.T) {
+				img, err := decodeJPEG(data, s)
+				if err != nil {
+					t.Fatalf("decodeJPEG(%s, %d) error = %v", name, s, err)
+				}
+				b := img.Bounds()
+				pts := [4]image.Point{{b.Dx() / 4, b.Dy() / 4}, {3 * b.Dx() / 4, b.Dy() / 4},
+					{b.Dx() / 4, 3 * b.Dy() / 4}, {3 * b.Dx() / 4, 3 * b.Dy() / 4}}
+				for i, p := range pts {
+					c := color.RGBAModel.Convert(img.At(p.X, p.Y)).(color.RGBA)
+					if !near(c, want[i], 12) {
+						t.Errorf("decodeJPEG(%s, %d).At(%v) = %v, want %v", name, s, p, c, want[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+func near(a, b color.RGBA, tol int) bool {
+	d := func(x, y uint8) bool { return int(x)-int(y) <= tol && int(y)-int(x) <= tol }
+	return d(a.R, b.R) && d(a.G, b.G) && d(a.B, b.B)
+}
+
+func TestDecodeJPEGTruncated(t *testing.T) {
+	for _, name := range []string{"truncated-baseline-60pct.jpg", "truncated-progressive-60pct.jpg"} {
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", "jpeg", name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range []int{1, 2, 4, 8} {
+				img, err := decodeJPEG(data, s)
+				if !errors.Is(err, errJPEGTruncated) {
+					t.Fatalf("decodeJPEG(%s, %d) error = %v, want errJPEGTruncated", name, s, err)
+				}
+				if img == nil || img.Bounds() != image.Rect(0, 0, 128/s, 128/s) {
+					t.Fatalf("decodeJPEG(%s, %d) partial image = %v, want 128/%d square", name, s, img, s)
+				}
+			}
+		})
+	}
+}
+
+// TestDecodeJPEGTruncatedTop checks that a sequential file cut short keeps its decoded top
+// and paints the rest mid-gray.
+func TestDecodeJPEGTruncatedTop(t *testing.T) {
+	full, err := os.ReadFile(filepath.Join("testdata", "jpeg", "baseline.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(filepath.Join("testdata", "jpeg", "truncated-baseline-60pct.jpg"))
+	ref, err := decodeJPEG(full, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := decodeJPEG(data, 1)
+	if !errors.Is(err, errJPEGTruncated) {
+		t.Fatalf("decodeJPEG(truncated) error = %v, want errJPEGTruncated", err)
+	}
+	top := comparePixels(rgbaOf(crop(img, 0, 16)), rgbaOf(crop(ref, 0, 16)))
+	if top.max != 0 {
+		t.Errorf("decodeJPEG(truncated) top rows differ from the full file by %d, want 0", top.max)
+	}
+	last := img.At(127, 127)
+	if g := color.GrayModel.Convert(last).(color.Gray); g.Y < 120 || g.Y > 136 {
+		t.Errorf("decodeJPEG(truncated).At(127, 127) = %v, want mid-gray", last)
+	}
+}
+
+func crop(img image.Image, y0, y1 int) image.Image {
+	return img.(interface {
+		SubImage(image.Rectangle) image.Image
+	}).SubImage(image.Rect(0, y0, img.Bounds().Dx(), y1))
+}
+
+// TestDecodeJPEGCutAnywhere cuts small files at many lengths and flips bytes: decodeJPEG may
+// fail but must neither panic nor return an image of the wrong size.
+func TestDecodeJPEGCutAnywhere(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for _, f := range jpegTestFiles(t) {
+		if len(f.data) > 40000 {
+			continue
+		}
+		t.Run(f.name, func(t *testing.T) {
+			for n := 0; n < len(f.data); n += 1 + len(f.data)/97 {
+				checkNoPanic(t, f.data[:n])
+				mut := bytes.Clone(f.data)
+				mut[rng.Intn(len(mut))] ^= byte(1 + rng.Intn(255))
+				checkNoPanic(t, mut)
+			}
+		})
+	}
+}
+
+func checkNoPanic(t *testing.T, data []byte) {
+	t.Helper()
+	info, err := readJPEGInfo(data)
+	if err != nil || info.Width*info.Height > 1<<22 {
+		return
+	}
+	for _, s := range []int{1, 8} {
+		img, err := decodeJPEG(data, s)
+		if img == nil {
+			continue
+		}
+		w, h := info.decodedSize(s)
+		if img.Bounds() != image.Rect(0, 0, w, h) {
+			t.Fatalf("decodeJPEG(%d bytes, %d) bounds = %v (err %v), want %dx%d",
+				len(data), s, img.Bounds(), err, w, h)
+		}
+	}
+}
+
+func TestDecodeJPEGBomb(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "jpeg", "jpeg-sof-65500x65500.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := readJPEGInfo(data)
+	if err != nil || info.Width != 65500 || info.Height != 65500 {
+		t.Fatalf("readJPEGInfo(bomb) = %+v, %v; want 65500x65500", info, err)
+	}
+	if b := info.decodeBytes(8); b < 65500*65500/64 {
+		t.Errorf("readJPEGInfo(bomb).decodeBytes(8) = %d, want ≥ %d", b, 65500*65500/64)
+	}
+	for _, s := range []int{1, 8} {
+		if img, err := decodeJPEG(data, s); !errors.Is(err, errJPEGTooLarge) || img != nil {
+			t.Errorf("decodeJPEG(bomb, %d) = %v, %v; want nil, errJPEGTooLarge", s, img, err)
+		}
+	}
+}
+
+func TestDecodeJPEGBadScale(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "jpeg", "gray.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []int{0, 3, 16, -1} {
+		if _, err := decodeJPEG(data, s); !errors.Is(err, errJPEGScale) {
+			t.Errorf("decodeJPEG(gray, %d) error = %v, want errJPEGScale", s, err)
+		}
+	}
+}
+
+func TestJPEGScaleFor(t *testing.T) {
+	tests := []struct {
+		w, h, needW, needH, want int
+	}{
+		{1920, 1080, 300, 0, 4},
+		{1920, 1080, 240, 0, 8},
+		{1920, 1080, 241, 0, 4},
+		{1920, 1080, 0, 135, 8},
+		{1920, 1080, 0, 136, 4},
+		{1920, 1080, 300, 600, 1},
+		{1920, 1080, 960, 540, 2},
+		{1920, 1080, 1920, 1080, 1},
+		{1920, 1080, 4000, 0, 1},
+		{1921, 1081, 241, 136, 8},
+		{1920, 1080, 0, 0, 1},
+		{10, 10, 1, 1, 8},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%dx%d-%dx%d", tt.w, tt.h, tt.needW, tt.needH), func(t *testing.T) {
+			if got := jpegScaleFor(tt.w, tt.h, tt.needW, tt.needH); got != tt.want {
+				t.Errorf("jpegScaleFor(%d, %d, %d, %d) = %d, want %d",
+					tt.w, tt.h, tt.needW, tt.needH, got, tt.want)
+			}
+		})
+	}
+}
+
+// refIDCT is the inverse DCT of T.81 A.3.3 in floating point, sampled at the centre of each
+// k×k group of an 8×8 block (k = 8/n), from the coefficients with u, v < n.
+func refIDCT(blk *[64]int32, n int) []float64 {
+	k := 8 / n
+	out := make([]float64, n*n)
+	for y := 0; y < n; y++ {
+		for x := 0; x < n; x++ {
+			px, py := float64(k*x)+float64(k-1)/2, float64(k*y)+float64(k-1)/2
+			var s float64
+			for v := 0; v < n; v++ {
+				for u := 0; u < n; u++ {
+					cu, cv := 1.0, 1.0
+					if u == 0 {
+						cu = 1 / math.Sqrt2
+					}
+					if v == 0 {
+						cv = 1 / math.Sqrt2
+					}
+					s += cu * cv * float64(blk[v*8+u]) *
+						math.Cos((2*px+1)*float64(u)*math.Pi/16) *
+						math.Cos((2*py+1)*float64(v)*math.Pi/16)
+				}
+			}
+			out[y*n+x] = math.Max(0, math.Min(255, s/4+128))
+		}
+	}
+	return out
+}
+
+func TestIDCTAgainstFloat(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	funcs := map[int]func(*[64]int32, []byte, int){8: idct8, 4: idct4, 2: idct2}
+	for _, n := range []int{8, 4, 2} {
+		t.Run(fmt.Sprintf("%dx%d", n, n), func(t *testing.T) {
+			worst := 0.0
+			for i := 0; i < 2000; i++ {
+				var blk [64]int32
+				for j := 0; j < 1+rng.Intn(64); j++ {
+					blk[rng.Intn(64)] = int32(rng.Intn(512) - 256)
+				}
+				blk[0] = int32(rng.Intn(2048) - 1024)
+				want := refIDCT(&blk, n)
+				dst := make([]byte, n*n)
+				funcs[n](&blk, dst, n)
+				for j := range dst {
+					worst = math.Max(worst, math.Abs(float64(dst[j])-want[j]))
+				}
+			}
+			if worst > 1 {
+				t.Errorf("idct%d max error from float = %.2f, want ≤ 1", n, worst)
+			}
+		})
+	}
+}
+
+func FuzzDecodeJPEG(f *testing.F) {
+	paths, _ := filepath.Glob(filepath.Join("testdata", "jpeg", "*.jpg"))
+	for _, p := range paths {
+		if data, err := os.ReadFile(p); err == nil && len(data) < 8000 {
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		info, err := readJPEGInfo(data)
+		if err != nil || info.Width*info.Height > 1<<20 {
+			return
+		}
+		for _, s := range []int{1, 2, 8} {
+			img, err := decodeJPEG(data, s)
+			if img == nil {
+				if err == nil {
+					t.Fatalf("decodeJPEG(%d) = nil, nil", s)
+				}
+				continue
+			}
+			w, h := info.decodedSize(s)
+			if img.Bounds() != image.Rect(0, 0, w, h) {
+				t.Fatalf("decodeJPEG(%d) bounds = %v, want %dx%d", s, img.Bounds(), w, h)
+			}
+		}
+	})
+}
