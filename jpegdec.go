@@ -215,9 +215,12 @@ const huffLookBits = 9
 // huffTable is one decoding table: codes of up to huffLookBits bits come from lut in a single
 // step, longer ones from the canonical-code limits (T.81 F.2.2.3).
 type huffTable struct {
-	lut     [1 << huffLookBits]uint16 // code length << 8 | symbol; 0 for longer codes
-	maxcode [17]int32                 // largest code of each length, -1 when none
-	valptr  [17]int32                 // symbol index of a code of each length, minus the code
+	lut [1 << huffLookBits]uint16 // code length << 8 | symbol; 0 for longer codes
+	// fast resolves an AC code and its magnitude bits together when both fit in the
+	// lookahead: value << 16 | run << 8 | bits used; 0 otherwise.
+	fast    [1 << huffLookBits]int32
+	maxcode [17]int32 // largest code of each length, -1 when none
+	valptr  [17]int32 // symbol index of a code of each length, minus the code
 	vals    [256]byte
 	defined bool
 }
@@ -250,7 +253,24 @@ func (t *huffTable) build(counts []byte, vals []byte) error {
 		}
 		code <<= 1
 	}
+	t.buildFast()
 	return nil
+}
+
+// buildFast fills t.fast from t.lut, read as an AC table.
+func (t *huffTable) buildFast() {
+	for i, e := range t.lut {
+		l, rs := uint(e>>8), e&255
+		r, s := int32(rs>>4), uint(rs&15)
+		if e == 0 || s == 0 || l+s > huffLookBits {
+			continue
+		}
+		v := int32(i>>(huffLookBits-l-s)) & (1<<s - 1)
+		if v < 1<<(s-1) {
+			v -= 1<<s - 1
+		}
+		t.fast[i] = v<<16 | r<<8 | int32(l+s)
+	}
 }
 
 // bitReader reads the entropy-coded bits of a scan, removing the 0x00 stuffed after each 0xFF.
@@ -883,7 +903,10 @@ func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
 	return d.acRefine(s, c, coef)
 }
 
-var errBadCode = fmt.Errorf("jpeg huffman code not in table: %w", errJPEGFormat)
+var (
+	errBadCode = fmt.Errorf("jpeg huffman code not in table: %w", errJPEGFormat)
+	errCoefRun = fmt.Errorf("jpeg coefficient run past the block: %w", errJPEGFormat)
+)
 
 // baselineBlock decodes one sequential block (F.2.2) and writes its samples to dst.
 func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) error {
@@ -896,12 +919,55 @@ func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) er
 	q := &d.qt[c.tq]
 	blk := &d.blk
 	blk[0] = c.pred * q[0]
-	ac := &d.ac[c.ta]
+	last, err := d.baselineAC(&d.ac[c.ta], q)
+	if err != nil {
+		return err
+	}
+	d.storeBlock(dst, stride, last)
+	for k := 0; k <= last; k++ {
+		blk[zigzag[k]] = 0
+	}
+	return nil
+}
+
+// baselineAC decodes the 63 AC coefficients of a sequential block into d.blk, dequantized,
+// and returns the zigzag index of the last one. It keeps the bit accumulator in locals and
+// takes a code and its magnitude bits in one table look-up when they fit.
+func (d *jpegDecoder) baselineAC(ac *huffTable, q *[64]int32) (int, error) {
+	br := &d.br
+	blk := &d.blk
+	acc, n := br.acc, br.n
 	last := 0
 	for k := 1; k < 64; k++ {
-		rs, ok := br.huff(ac)
-		if !ok {
-			return errBadCode
+		if n < 32 { // a code (≤ 16 bits) and its magnitude (≤ 15) fit in 32
+			br.acc, br.n = acc, n
+			br.fill()
+			acc, n = br.acc, br.n
+		}
+		i := (acc >> (n - huffLookBits)) & (1<<huffLookBits - 1)
+		if f := ac.fast[i]; f != 0 {
+			n -= uint(f & 255)
+			k += int(f>>8) & 255
+			if k > 63 {
+				return 0, errCoefRun
+			}
+			z := zigzag[k]
+			blk[z] = (f >> 16) * q[z]
+			last = k
+			continue
+		}
+
+		var rs byte
+		if e := ac.lut[i]; e != 0 {
+			n -= uint(e >> 8)
+			rs = byte(e)
+		} else {
+			br.acc, br.n = acc, n
+			sym, ok := br.huffSlow(ac)
+			if !ok {
+				return 0, errBadCode
+			}
+			acc, n, rs = br.acc, br.n, sym
 		}
 		r, s := int(rs>>4), uint(rs&15)
 		if s == 0 {
@@ -913,17 +979,19 @@ func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) er
 		}
 		k += r
 		if k > 63 {
-			return fmt.Errorf("jpeg coefficient run past the block: %w", errJPEGFormat)
+			return 0, errCoefRun
+		}
+		v := int32(acc>>(n-s)) & (1<<s - 1)
+		n -= s
+		if v < 1<<(s-1) {
+			v -= 1<<s - 1
 		}
 		z := zigzag[k]
-		blk[z] = br.receiveExtend(s) * q[z]
+		blk[z] = v * q[z]
 		last = k
 	}
-	d.storeBlock(dst, stride, last)
-	for k := 0; k <= last; k++ {
-		blk[zigzag[k]] = 0
-	}
-	return nil
+	br.acc, br.n = acc, n
+	return last, nil
 }
 
 // storeBlock runs the inverse DCT of d.blk for the scale; last is the zigzag index of the

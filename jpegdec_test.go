@@ -495,3 +495,39 @@ func FuzzDecodeJPEG(f *testing.F) {
 		}
 	})
 }
+
+// benchPhotos are the benchmark inputs: the committed 1080p photo and, when present, the
+// 2268×1512 progressive photo from /work/shared/photos.
+var benchPhotos = []string{
+	filepath.Join("testdata", "flower-1920x1080.jpg"),
+	"/work/shared/photos/flower-2268x1512-progressive.jpg",
+}
+
+func BenchmarkDecodeJPEG(b *testing.B) {
+	for _, p := range benchPhotos {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			b.Logf("skip %s: %v", p, err)
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(p), ".jpg")
+		b.Run(name+"/stdlib", func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, err := jpeg.Decode(bytes.NewReader(data)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		for _, s := range []int{1, 2, 4, 8} {
+			b.Run(fmt.Sprintf("%s/1:%d", name, s), func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					if _, err := decodeJPEG(data, s); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -42,89 +42,85 @@ func clampSample(x int32) byte {
 }
 
 // idct8 writes the 8×8 inverse DCT of the dequantized coefficients blk (natural order) to dst,
-// rows stride bytes apart, level-shifted by 128.
+// rows stride bytes apart, level-shifted by 128. Columns go first, into a workspace that
+// keeps idctPass1 extra bits; a column or row whose AC terms are all zero is a plain copy.
+// The 8-point transform is written out in both passes so that nothing is a call.
 func idct8(blk *[64]int32, dst []byte, stride int) {
 	var ws [64]int32
 	for c := 0; c < 8; c++ {
-		idct8Column(blk, &ws, c)
+		col := blk[c : c+57 : c+57]
+		if col[8]|col[16]|col[24]|col[32]|col[40]|col[48]|col[56] == 0 {
+			v := col[0] << idctPass1
+			ws[c], ws[8+c], ws[16+c], ws[24+c] = v, v, v, v
+			ws[32+c], ws[40+c], ws[48+c], ws[56+c] = v, v, v, v
+			continue
+		}
+		// Even half: frequencies 0, 2, 4, 6.
+		z1 := (col[16] + col[48]) * fix0541
+		e2 := z1 - col[48]*fix1847
+		e3 := z1 + col[16]*fix0765
+		e0 := (col[0] + col[32]) << idctBits
+		e1 := (col[0] - col[32]) << idctBits
+		a0, a3 := e0+e3, e0-e3
+		a1, a2 := e1+e2, e1-e2
+
+		// Odd half: frequencies 1, 3, 5, 7.
+		s1, s2, s3, s4 := col[56]+col[8], col[40]+col[24], col[56]+col[24], col[40]+col[8]
+		z5 := (s3 + s4) * fix1175
+		s1 *= -fix0899
+		s2 *= -fix2562
+		s3 = s3*-fix1961 + z5
+		s4 = s4*-fix0390 + z5
+		o0 := col[56]*fix0298 + s1 + s3
+		o1 := col[40]*fix2053 + s2 + s4
+		o2 := col[24]*fix3072 + s2 + s3
+		o3 := col[8]*fix1501 + s1 + s4
+
+		const sh = idctBits - idctPass1
+		const rnd = 1 << (sh - 1)
+		ws[c], ws[56+c] = (a0+o3+rnd)>>sh, (a0-o3+rnd)>>sh
+		ws[8+c], ws[48+c] = (a1+o2+rnd)>>sh, (a1-o2+rnd)>>sh
+		ws[16+c], ws[40+c] = (a2+o1+rnd)>>sh, (a2-o1+rnd)>>sh
+		ws[24+c], ws[32+c] = (a3+o0+rnd)>>sh, (a3-o0+rnd)>>sh
 	}
+
 	_ = dst[7*stride+7]
 	for r := 0; r < 8; r++ {
-		idct8Row(ws[r*8:r*8+8:r*8+8], dst[r*stride:r*stride+8:r*stride+8])
-	}
-}
-
-// idct8Column runs the first pass on column c of blk into ws, keeping idctPass1 extra bits.
-func idct8Column(blk, ws *[64]int32, c int) {
-	in1, in2, in3 := blk[8+c], blk[16+c], blk[24+c]
-	in4, in5, in6, in7 := blk[32+c], blk[40+c], blk[48+c], blk[56+c]
-	if in1|in2|in3|in4|in5|in6|in7 == 0 {
-		v := blk[c] << idctPass1
-		for r := 0; r < 8; r++ {
-			ws[r*8+c] = v
+		in := (*[8]int32)(ws[r*8 : r*8+8])
+		d := dst[r*stride : r*stride+8 : r*stride+8]
+		if in[1]|in[2]|in[3]|in[4]|in[5]|in[6]|in[7] == 0 {
+			v := clampSample((in[0] + (1<<(idctPass1+2) + 128<<(idctPass1+3))) >> (idctPass1 + 3))
+			d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7] = v, v, v, v, v, v, v, v
+			continue
 		}
-		return
+		// Even half: frequencies 0, 2, 4, 6.
+		z1 := (in[2] + in[6]) * fix0541
+		e2 := z1 - in[6]*fix1847
+		e3 := z1 + in[2]*fix0765
+		e0 := (in[0] + in[4]) << idctBits
+		e1 := (in[0] - in[4]) << idctBits
+		a0, a3 := e0+e3, e0-e3
+		a1, a2 := e1+e2, e1-e2
+
+		// Odd half: frequencies 1, 3, 5, 7.
+		s1, s2, s3, s4 := in[7]+in[1], in[5]+in[3], in[7]+in[3], in[5]+in[1]
+		z5 := (s3 + s4) * fix1175
+		s1 *= -fix0899
+		s2 *= -fix2562
+		s3 = s3*-fix1961 + z5
+		s4 = s4*-fix0390 + z5
+		o0 := in[7]*fix0298 + s1 + s3
+		o1 := in[5]*fix2053 + s2 + s4
+		o2 := in[3]*fix3072 + s2 + s3
+		o3 := in[1]*fix1501 + s1 + s4
+
+		const sh = idctBits + idctPass1 + 3
+		const rnd = 1<<(sh-1) + 128<<sh
+		d[0], d[7] = clampSample((a0+o3+rnd)>>sh), clampSample((a0-o3+rnd)>>sh)
+		d[1], d[6] = clampSample((a1+o2+rnd)>>sh), clampSample((a1-o2+rnd)>>sh)
+		d[2], d[5] = clampSample((a2+o1+rnd)>>sh), clampSample((a2-o1+rnd)>>sh)
+		d[3], d[4] = clampSample((a3+o0+rnd)>>sh), clampSample((a3-o0+rnd)>>sh)
 	}
-
-	const sh = idctBits - idctPass1
-	const rnd = 1 << (sh - 1)
-	var out [8]int32
-	idct8Core(blk[c], in1, in2, in3, in4, in5, in6, in7, &out)
-	for r := 0; r < 8; r++ {
-		ws[r*8+c] = (out[r] + rnd) >> sh
-	}
-}
-
-// idct8Row runs the second pass on one row of the workspace and stores 8 samples.
-func idct8Row(in []int32, dst []byte) {
-	const sh = idctBits + idctPass1 + 3
-	const rnd = 1<<(sh-1) + 128<<sh
-	if in[1]|in[2]|in[3]|in[4]|in[5]|in[6]|in[7] == 0 {
-		v := clampSample((in[0] + (1<<(idctPass1+2) + 128<<(idctPass1+3))) >> (idctPass1 + 3))
-		for i := range dst {
-			dst[i] = v
-		}
-		return
-	}
-
-	var out [8]int32
-	idct8Core(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], &out)
-	for i := range dst {
-		dst[i] = clampSample((out[i] + rnd) >> sh)
-	}
-}
-
-// idct8Core is one 8-point inverse transform; the outputs carry idctBits fraction bits.
-func idct8Core(in0, in1, in2, in3, in4, in5, in6, in7 int32, out *[8]int32) {
-	// Even half: frequencies 0, 2, 4, 6.
-	z1 := (in2 + in6) * fix0541
-	e2 := z1 - in6*fix1847
-	e3 := z1 + in2*fix0765
-	e0 := (in0 + in4) << idctBits
-	e1 := (in0 - in4) << idctBits
-	a0, a3 := e0+e3, e0-e3
-	a1, a2 := e1+e2, e1-e2
-
-	// Odd half: frequencies 1, 3, 5, 7.
-	s1, s2, s3, s4 := in7+in1, in5+in3, in7+in3, in5+in1
-	z5 := (s3 + s4) * fix1175
-	o0 := in7 * fix0298
-	o1 := in5 * fix2053
-	o2 := in3 * fix3072
-	o3 := in1 * fix1501
-	s1 *= -fix0899
-	s2 *= -fix2562
-	s3 = s3*-fix1961 + z5
-	s4 = s4*-fix0390 + z5
-	o0 += s1 + s3
-	o1 += s2 + s4
-	o2 += s2 + s3
-	o3 += s1 + s4
-
-	out[0], out[7] = a0+o3, a0-o3
-	out[1], out[6] = a1+o2, a1-o2
-	out[2], out[5] = a2+o1, a2-o1
-	out[3], out[4] = a3+o0, a3-o0
 }
 
 // idct4 writes the 4×4 reduced inverse DCT of the 16 lowest coefficients of blk to dst.
