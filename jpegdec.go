@@ -1060,8 +1060,8 @@ func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16) erro
 	br := &d.br
 	t := &d.ac[c.ta]
 	p1, m1 := int16(1)<<s.al, int16(-1)<<s.al
+	coef = coef[:64]
 	k := s.ss
-band:
 	for s.eobrun == 0 && k <= s.se {
 		rs, ok := br.huff(t)
 		if !ok {
@@ -1078,50 +1078,51 @@ band:
 			return fmt.Errorf("jpeg refinement magnitude %d: %w", sz, errJPEGFormat)
 		case r < 15:
 			s.eobrun = 1<<r + int(br.receive(uint(r)))
-			break band // the rest of the band is refined below
+			continue // the loop ends; the rest of the band is refined below
 		}
-		k = d.refineRun(coef, k, s.se, r, p1, m1)
+		k = br.refineRun(coef, k, s.se, r, p1, m1)
 		if k <= s.se && val != 0 {
 			coef[zigzag[k]] = val
 		}
 		k++
 	}
 	if s.eobrun > 0 {
-		for ; k <= s.se; k++ {
-			d.refineOne(&coef[zigzag[k]], p1, m1)
-		}
+		br.refineRun(coef, k, s.se, 64, p1, m1)
 		s.eobrun--
 	}
 	return nil
 }
 
-// refineRun moves from k past r coefficients that are still zero, refining the nonzero ones
-// it crosses, and returns the index of the next zero one (or se+1).
-func (d *jpegDecoder) refineRun(coef []int16, k, se, r int, p1, m1 int16) int {
+// refineRun moves from k past r coefficients that are still zero, reading the correction bit
+// of each nonzero one it crosses, and returns the index of the next zero one (or past se).
+// With r = 64 it refines the rest of the band.
+func (br *bitReader) refineRun(coef []int16, k, se, r int, p1, m1 int16) int {
+	acc, n := br.acc, br.n
 	for ; k <= se; k++ {
-		z := &coef[zigzag[k]]
-		if *z != 0 {
-			d.refineOne(z, p1, m1)
+		z := &coef[zigzag[k]&63]
+		if *z == 0 {
+			if r == 0 {
+				break
+			}
+			r--
 			continue
 		}
-		if r == 0 {
-			return k
+		if n == 0 {
+			br.acc, br.n = acc, n
+			br.fill()
+			acc, n = br.acc, br.n
 		}
-		r--
+		n--
+		if (acc>>n)&1 != 0 && *z&p1 == 0 {
+			if *z > 0 {
+				*z += p1
+			} else {
+				*z += m1
+			}
+		}
 	}
+	br.acc, br.n = acc, n
 	return k
-}
-
-// refineOne reads the correction bit of a coefficient that is already nonzero.
-func (d *jpegDecoder) refineOne(z *int16, p1, m1 int16) {
-	if *z == 0 || d.br.receive(1) == 0 || *z&p1 != 0 {
-		return
-	}
-	if *z > 0 {
-		*z += p1
-	} else {
-		*z += m1
-	}
 }
 
 // checkComplete decides whether a file that reached EOI (or ended between segments) lacks
@@ -1159,28 +1160,29 @@ func (d *jpegDecoder) reconstruct() {
 				coef := c.coef[(by*bw+bx)*n:][:n]
 				last := d.loadBlock(coef, q)
 				d.storeBlock(c.pix[by*bs*c.stride+bx*bs:], c.stride, last)
-				d.blk = [64]int32{}
 			}
 		}
 	}
 }
 
-// loadBlock dequantizes the coefficients the scale needs into d.blk and returns the zigzag
-// index of the last nonzero one.
+// loadBlock dequantizes the coefficients into d.blk and returns 0 when only the DC is
+// nonzero (a positive number otherwise), as storeBlock wants.
 func (d *jpegDecoder) loadBlock(coef []int16, q *[64]int32) int {
-	d.blk[0] = int32(coef[0]) * q[0]
+	blk := &d.blk
+	blk[0] = int32(coef[0]) * q[0]
 	if len(coef) == 1 {
 		return 0
 	}
-	last := 0
-	for k := 1; k < 64; k++ {
-		z := zigzag[k]
-		if coef[z] != 0 {
-			d.blk[z] = int32(coef[z]) * q[z]
-			last = k
-		}
+	coef = coef[:64]
+	var any int16
+	for p := 1; p < 64; p++ {
+		any |= coef[p]
+		blk[p] = int32(coef[p]) * q[p]
 	}
-	return last
+	if any == 0 {
+		return 0
+	}
+	return 1
 }
 
 // image wraps the decoded planes in the image type the colour kind calls for.
