@@ -377,7 +377,7 @@ type jpegComponent struct {
 	tq     int
 	pix    []byte  // decoded samples, stride bytes a row
 	stride int     // bw*bs
-	coef   []int16 // progressive coefficients, coefsPerBlock per block, natural order
+	coef   []int16 // progressive coefficients, coefsPerBlock per block, zigzag order
 	pred   int32   // DC predictor of the current scan
 	td, ta int     // Huffman tables of the current scan
 	done   bool    // some scan has decoded it
@@ -1049,7 +1049,7 @@ func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16) error
 		if k > s.se {
 			return fmt.Errorf("jpeg coefficient run past the band: %w", errJPEGFormat)
 		}
-		coef[zigzag[k]] = int16(br.receiveExtend(sz) << s.al)
+		coef[k] = int16(br.receiveExtend(sz) << s.al)
 	}
 	return nil
 }
@@ -1082,7 +1082,7 @@ func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16) erro
 		}
 		k = br.refineRun(coef, k, s.se, r, p1, m1)
 		if k <= s.se && val != 0 {
-			coef[zigzag[k]] = val
+			coef[k] = val
 		}
 		k++
 	}
@@ -1099,7 +1099,7 @@ func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16) erro
 func (br *bitReader) refineRun(coef []int16, k, se, r int, p1, m1 int16) int {
 	acc, n := br.acc, br.n
 	for ; k <= se; k++ {
-		z := &coef[zigzag[k]&63]
+		z := &coef[k&63]
 		if *z == 0 {
 			if r == 0 {
 				break
@@ -1175,9 +1175,10 @@ func (d *jpegDecoder) loadBlock(coef []int16, q *[64]int32) int {
 	}
 	coef = coef[:64]
 	var any int16
-	for p := 1; p < 64; p++ {
-		any |= coef[p]
-		blk[p] = int32(coef[p]) * q[p]
+	for k := 1; k < 64; k++ {
+		any |= coef[k]
+		z := zigzag[k]
+		blk[z] = int32(coef[k]) * q[z]
 	}
 	if any == 0 {
 		return 0
