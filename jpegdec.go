@@ -60,9 +60,9 @@ func (ji jpegInfo) decodeBytes(scale int) int64 {
 	var planes, coefs int64
 	for i := 0; i < ji.Components; i++ {
 		blocks := int64(g.bw[i]) * int64(g.bh[i])
-		planes += blocks * int64(g.bs*g.bs)
+		planes += blocks * int64(g.bs[i]*g.bs[i])
 		if ji.Progressive {
-			coefs += blocks * 2 * int64(g.coefsPerBlock())
+			coefs += blocks * 2 * int64(g.coefsPerBlock(i))
 		}
 	}
 	w, h := ji.decodedSize(scale)
@@ -71,23 +71,83 @@ func (ji jpegInfo) decodeBytes(scale int) int64 {
 	case jpegRGB, jpegCMYK, jpegYCCK:
 		out = int64(w) * int64(h) * 4
 	case jpegYCbCr:
-		if _, ok := ji.subsampleRatio(); !ok {
+		if _, ok := g.subsampleRatio(); !ok {
 			out = int64(w) * int64(h) * 4
 		}
 	}
 	return planes + coefs + out
 }
 
-// subsampleRatio names the chroma subsampling of a YCbCr frame in image's terms; ok is false
-// when image.YCbCr cannot describe it (luma not the densest, Cb and Cr differing, odd ratios).
-func (ji jpegInfo) subsampleRatio() (r image.YCbCrSubsampleRatio, ok bool) {
-	if ji.Components != 3 || ji.H[1] != ji.H[2] || ji.V[1] != ji.V[2] {
+// jpegGeometry is the block layout of a frame decoded at one scale. A subsampled component
+// is reduced less than the scale when its samples are sparser than the output's: at 1/2 scale
+// the chroma of a 4:2:0 file keeps its full 8×8 blocks and comes out at the luma's
+// resolution, which keeps scaled colour edges as sharp as the scaled luma.
+type jpegGeometry struct {
+	scale        int
+	hmax, vmax   int
+	mcusX, mcusY int
+	nf           int
+	h, v         [4]int // sampling factors
+	bs           [4]int // side of a decoded block of each component: 8, 4, 2 or 1
+	bw, bh       [4]int // blocks per component plane, padded to whole MCUs
+	cw, ch       [4]int // blocks a non-interleaved scan of the component codes
+}
+
+func newJPEGGeometry(ji jpegInfo, scale int) jpegGeometry {
+	g := jpegGeometry{scale: scale, hmax: 1, vmax: 1, nf: ji.Components, h: ji.H, v: ji.V}
+	for i := 0; i < ji.Components; i++ {
+		g.hmax = max(g.hmax, ji.H[i])
+		g.vmax = max(g.vmax, ji.V[i])
+	}
+	g.mcusX = ceilDiv(ji.Width, 8*g.hmax)
+	g.mcusY = ceilDiv(ji.Height, 8*g.vmax)
+	for i := 0; i < ji.Components; i++ {
+		sparse := min(g.hmax/ji.H[i], g.vmax/ji.V[i])
+		red := scale
+		for red > 1 && sparse >= 2 {
+			red, sparse = red/2, sparse/2
+		}
+		g.bs[i] = 8 / red
+		g.bw[i], g.bh[i] = g.mcusX*ji.H[i], g.mcusY*ji.V[i]
+		g.cw[i] = ceilDiv(ceilDiv(ji.Width*ji.H[i], g.hmax), 8)
+		g.ch[i] = ceilDiv(ceilDiv(ji.Height*ji.V[i], g.vmax), 8)
+	}
+	return g
+}
+
+// coefsPerBlock is how many coefficients a progressive decode keeps per block of component
+// i: a component decoded at one sample per block needs only the DC.
+func (g jpegGeometry) coefsPerBlock(i int) int {
+	if g.bs[i] == 1 {
+		return 1
+	}
+	return 64
+}
+
+// samplesPerMCU is how many decoded samples of component i span one MCU across (or down).
+func (g jpegGeometry) samplesPerMCU(i int, horizontal bool) int {
+	if horizontal {
+		return g.h[i] * g.bs[i]
+	}
+	return g.v[i] * g.bs[i]
+}
+
+// subsampleRatio names the chroma subsampling of the decoded YCbCr planes in image's terms;
+// ok is false when image.YCbCr cannot describe it (luma below the output resolution, Cb and
+// Cr differing, odd ratios).
+func (g jpegGeometry) subsampleRatio() (r image.YCbCrSubsampleRatio, ok bool) {
+	if g.nf != 3 {
 		return 0, false
 	}
-	if ji.H[0]%ji.H[1] != 0 || ji.V[0]%ji.V[1] != 0 {
+	var sx, sy [3]int
+	for i := range sx {
+		sx[i], sy[i] = g.samplesPerMCU(i, true), g.samplesPerMCU(i, false)
+	}
+	if sx[0] != g.hmax*8/g.scale || sy[0] != g.vmax*8/g.scale ||
+		sx[1] != sx[2] || sy[1] != sy[2] || sx[0]%sx[1] != 0 || sy[0]%sy[1] != 0 {
 		return 0, false
 	}
-	switch [2]int{ji.H[0] / ji.H[1], ji.V[0] / ji.V[1]} {
+	switch [2]int{sx[0] / sx[1], sy[0] / sy[1]} {
 	case [2]int{1, 1}:
 		return image.YCbCrSubsampleRatio444, true
 	case [2]int{2, 1}:
@@ -104,38 +164,18 @@ func (ji jpegInfo) subsampleRatio() (r image.YCbCrSubsampleRatio, ok bool) {
 	return 0, false
 }
 
-// jpegGeometry is the block layout of a frame decoded at one scale.
-type jpegGeometry struct {
-	scale, bs    int // bs is the side of a decoded block: 8/scale
-	hmax, vmax   int
-	mcusX, mcusY int
-	bw, bh       [4]int // blocks per component plane, padded to whole MCUs
-	cw, ch       [4]int // blocks a non-interleaved scan of the component codes
-}
-
-func newJPEGGeometry(ji jpegInfo, scale int) jpegGeometry {
-	g := jpegGeometry{scale: scale, bs: 8 / scale, hmax: 1, vmax: 1}
-	for i := 0; i < ji.Components; i++ {
-		g.hmax = max(g.hmax, ji.H[i])
-		g.vmax = max(g.vmax, ji.V[i])
+// sampleIndex returns, for each of n output columns (or rows), the column (or row) of
+// component i's plane that covers it: the nearest sample, as image/jpeg upsamples.
+func (g jpegGeometry) sampleIndex(i, n int, horizontal bool) []int {
+	f, fmax := g.samplesPerMCU(i, horizontal), g.hmax*8/g.scale
+	if !horizontal {
+		fmax = g.vmax * 8 / g.scale
 	}
-	g.mcusX = ceilDiv(ji.Width, 8*g.hmax)
-	g.mcusY = ceilDiv(ji.Height, 8*g.vmax)
-	for i := 0; i < ji.Components; i++ {
-		g.bw[i], g.bh[i] = g.mcusX*ji.H[i], g.mcusY*ji.V[i]
-		g.cw[i] = ceilDiv(ceilDiv(ji.Width*ji.H[i], g.hmax), 8)
-		g.ch[i] = ceilDiv(ceilDiv(ji.Height*ji.V[i], g.vmax), 8)
+	idx := make([]int, n)
+	for x := range idx {
+		idx[x] = x * f / fmax
 	}
-	return g
-}
-
-// coefsPerBlock is how many coefficients a progressive decode keeps per block: at 1/8 scale
-// only the DC matters.
-func (g jpegGeometry) coefsPerBlock() int {
-	if g.scale == 8 {
-		return 1
-	}
-	return 64
+	return idx
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
@@ -377,6 +417,8 @@ type jpegComponent struct {
 	tq     int
 	pix    []byte  // decoded samples, stride bytes a row
 	stride int     // bw*bs
+	bs     int     // side of a decoded block
+	ncoef  int     // coefficients kept per block by a progressive decode
 	coef   []int16 // progressive coefficients, coefsPerBlock per block, zigzag order
 	pred   int32   // DC predictor of the current scan
 	td, ta int     // Huffman tables of the current scan
@@ -667,10 +709,11 @@ func (d *jpegDecoder) allocate() error {
 	g := &d.geo
 	for i := 0; i < d.nf; i++ {
 		c := &d.comps[i]
-		c.stride = g.bw[i] * g.bs
-		c.pix = make([]byte, c.stride*g.bh[i]*g.bs)
+		c.bs, c.ncoef = g.bs[i], g.coefsPerBlock(i)
+		c.stride = g.bw[i] * c.bs
+		c.pix = make([]byte, c.stride*g.bh[i]*c.bs)
 		if d.progressive {
-			c.coef = make([]int16, g.bw[i]*g.bh[i]*g.coefsPerBlock())
+			c.coef = make([]int16, g.bw[i]*g.bh[i]*c.ncoef)
 		}
 	}
 	d.allocated = true
@@ -689,8 +732,8 @@ func (d *jpegDecoder) scan(p []byte) error {
 		}
 	}
 	d.scans++
-	if d.scale == 8 && (s.mode == scanACFirst || s.mode == scanACRefine) {
-		return nil // 1/8 scale needs DC only; nextMarker skips the data
+	if s.comps[0].ncoef == 1 && (s.mode == scanACFirst || s.mode == scanACRefine) {
+		return nil // one sample per block needs the DC only; nextMarker skips the data
 	}
 	for _, c := range s.comps {
 		c.done = true
@@ -878,7 +921,7 @@ func (d *jpegDecoder) mcu(s *jpegScan, mx, my int) error {
 }
 
 func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
-	bs := d.geo.bs
+	bs := c.bs
 	switch s.mode {
 	case scanBaseline:
 		return d.baselineBlock(c, c.pix[by*bs*c.stride+bx*bs:], c.stride)
@@ -886,7 +929,7 @@ func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
 		fillBlock(c.pix[by*bs*c.stride+bx*bs:], c.stride, bs, 128)
 		return nil
 	}
-	n := d.geo.coefsPerBlock()
+	n := c.ncoef
 	i := (by*(c.stride/bs) + bx) * n
 	coef := c.coef[i : i+n]
 	switch s.mode {
@@ -923,7 +966,7 @@ func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) er
 	if err != nil {
 		return err
 	}
-	d.storeBlock(dst, stride, last)
+	d.storeBlock(dst, stride, c.bs, last)
 	for k := 0; k <= last; k++ {
 		blk[zigzag[k]] = 0
 	}
@@ -996,8 +1039,7 @@ func (d *jpegDecoder) baselineAC(ac *huffTable, q *[64]int32) (int, error) {
 
 // storeBlock runs the inverse DCT of d.blk for the scale; last is the zigzag index of the
 // last nonzero coefficient, so a DC-only block is a plain fill.
-func (d *jpegDecoder) storeBlock(dst []byte, stride, last int) {
-	bs := d.geo.bs
+func (d *jpegDecoder) storeBlock(dst []byte, stride, bs, last int) {
 	if last == 0 || bs == 1 {
 		fillBlock(dst, stride, bs, dcSample(d.blk[0]))
 		return
@@ -1150,16 +1192,16 @@ func (d *jpegDecoder) checkComplete() error {
 
 // reconstruct dequantizes the progressive coefficients and writes every block's samples.
 func (d *jpegDecoder) reconstruct() {
-	n, bs := d.geo.coefsPerBlock(), d.geo.bs
 	for i := 0; i < d.nf; i++ {
 		c := &d.comps[i]
+		n, bs := c.ncoef, c.bs
 		q := &d.qt[c.tq]
 		bw, bh := d.geo.bw[i], d.geo.bh[i]
 		for by := 0; by < bh; by++ {
 			for bx := 0; bx < bw; bx++ {
 				coef := c.coef[(by*bw+bx)*n:][:n]
 				last := d.loadBlock(coef, q)
-				d.storeBlock(c.pix[by*bs*c.stride+bx*bs:], c.stride, last)
+				d.storeBlock(c.pix[by*bs*c.stride+bx*bs:], c.stride, bs, last)
 			}
 		}
 	}
@@ -1195,7 +1237,7 @@ func (d *jpegDecoder) image() image.Image {
 	case jpegGray:
 		return &image.Gray{Pix: c[0].pix, Stride: c[0].stride, Rect: r}
 	case jpegYCbCr:
-		if ratio, ok := d.info().subsampleRatio(); ok {
+		if ratio, ok := d.geo.subsampleRatio(); ok {
 			return &image.YCbCr{Y: c[0].pix, Cb: c[1].pix, Cr: c[2].pix,
 				YStride: c[0].stride, CStride: c[1].stride, SubsampleRatio: ratio, Rect: r}
 		}
@@ -1207,27 +1249,13 @@ func (d *jpegDecoder) image() image.Image {
 	}
 }
 
-// sampleIndex returns, for each output column, the column of component i's plane that
-// covers it (nearest sample, the planes being subsampled by h/hmax).
-func (d *jpegDecoder) sampleIndex(i, n int, horizontal bool) []int {
-	f, fmax := d.comps[i].h, d.geo.hmax
-	if !horizontal {
-		f, fmax = d.comps[i].v, d.geo.vmax
-	}
-	idx := make([]int, n)
-	for x := range idx {
-		idx[x] = x * f / fmax
-	}
-	return idx
-}
-
 // toRGBA converts three planes, YCbCr (ycc) or RGB, of any sampling to an RGBA image.
 func (d *jpegDecoder) toRGBA(r image.Rectangle, ycc bool) *image.RGBA {
 	img := image.NewRGBA(r)
 	w, h := r.Dx(), r.Dy()
 	var xs, ys [3][]int
 	for i := 0; i < 3; i++ {
-		xs[i], ys[i] = d.sampleIndex(i, w, true), d.sampleIndex(i, h, false)
+		xs[i], ys[i] = d.geo.sampleIndex(i, w, true), d.geo.sampleIndex(i, h, false)
 	}
 	c := &d.comps
 	for y := 0; y < h; y++ {
@@ -1253,7 +1281,7 @@ func (d *jpegDecoder) toCMYK(r image.Rectangle, ycck bool) *image.CMYK {
 	w, h := r.Dx(), r.Dy()
 	var xs, ys [4][]int
 	for i := 0; i < 4; i++ {
-		xs[i], ys[i] = d.sampleIndex(i, w, true), d.sampleIndex(i, h, false)
+		xs[i], ys[i] = d.geo.sampleIndex(i, w, true), d.geo.sampleIndex(i, h, false)
 	}
 	c := &d.comps
 	for y := 0; y < h; y++ {
