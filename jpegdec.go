@@ -60,7 +60,7 @@ func (ji jpegInfo) decodeBytes(scale int) int64 {
 	var planes, coefs int64
 	for i := 0; i < ji.Components; i++ {
 		blocks := int64(g.bw[i]) * int64(g.bh[i])
-		planes += blocks * int64(g.bs[i]*g.bs[i])
+		planes += blocks * int64(g.bsx[i]*g.bsy[i])
 		if ji.Progressive {
 			coefs += blocks * 2 * int64(g.coefsPerBlock(i))
 		}
@@ -79,16 +79,17 @@ func (ji jpegInfo) decodeBytes(scale int) int64 {
 }
 
 // jpegGeometry is the block layout of a frame decoded at one scale. A subsampled component
-// is reduced less than the scale when its samples are sparser than the output's: at 1/2 scale
-// the chroma of a 4:2:0 file keeps its full 8×8 blocks and comes out at the luma's
-// resolution, which keeps scaled colour edges as sharp as the scaled luma.
+// is reduced less than the scale, across and down separately, when its samples are sparser
+// than the output's: at 1/2 scale the chroma of a 4:2:0 file keeps its full 8×8 blocks, and
+// of a 4:2:2 file becomes 8×4 blocks, so both come out at the luma's resolution and scaled
+// colour edges stay as sharp as the scaled luma.
 type jpegGeometry struct {
 	scale        int
 	hmax, vmax   int
 	mcusX, mcusY int
 	nf           int
 	h, v         [4]int // sampling factors
-	bs           [4]int // side of a decoded block of each component: 8, 4, 2 or 1
+	bsx, bsy     [4]int // decoded block width and height of each component: 8, 4, 2 or 1
 	bw, bh       [4]int // blocks per component plane, padded to whole MCUs
 	cw, ch       [4]int // blocks a non-interleaved scan of the component codes
 }
@@ -102,12 +103,8 @@ func newJPEGGeometry(ji jpegInfo, scale int) jpegGeometry {
 	g.mcusX = ceilDiv(ji.Width, 8*g.hmax)
 	g.mcusY = ceilDiv(ji.Height, 8*g.vmax)
 	for i := 0; i < ji.Components; i++ {
-		sparse := min(g.hmax/ji.H[i], g.vmax/ji.V[i])
-		red := scale
-		for red > 1 && sparse >= 2 {
-			red, sparse = red/2, sparse/2
-		}
-		g.bs[i] = 8 / red
+		g.bsx[i] = 8 / reduction(scale, g.hmax/ji.H[i])
+		g.bsy[i] = 8 / reduction(scale, g.vmax/ji.V[i])
 		g.bw[i], g.bh[i] = g.mcusX*ji.H[i], g.mcusY*ji.V[i]
 		g.cw[i] = ceilDiv(ceilDiv(ji.Width*ji.H[i], g.hmax), 8)
 		g.ch[i] = ceilDiv(ceilDiv(ji.Height*ji.V[i], g.vmax), 8)
@@ -115,10 +112,19 @@ func newJPEGGeometry(ji jpegInfo, scale int) jpegGeometry {
 	return g
 }
 
+// reduction is how much to shrink the blocks of a component whose samples are sparse times
+// sparser than the output's when the output is 1/scale of the frame.
+func reduction(scale, sparse int) int {
+	for scale > 1 && sparse >= 2 {
+		scale, sparse = scale/2, sparse/2
+	}
+	return scale
+}
+
 // coefsPerBlock is how many coefficients a progressive decode keeps per block of component
 // i: a component decoded at one sample per block needs only the DC.
 func (g jpegGeometry) coefsPerBlock(i int) int {
-	if g.bs[i] == 1 {
+	if g.bsx[i] == 1 && g.bsy[i] == 1 {
 		return 1
 	}
 	return 64
@@ -127,9 +133,9 @@ func (g jpegGeometry) coefsPerBlock(i int) int {
 // samplesPerMCU is how many decoded samples of component i span one MCU across (or down).
 func (g jpegGeometry) samplesPerMCU(i int, horizontal bool) int {
 	if horizontal {
-		return g.h[i] * g.bs[i]
+		return g.h[i] * g.bsx[i]
 	}
-	return g.v[i] * g.bs[i]
+	return g.v[i] * g.bsy[i]
 }
 
 // subsampleRatio names the chroma subsampling of the decoded YCbCr planes in image's terms;
@@ -278,6 +284,9 @@ func (t *huffTable) build(counts []byte, vals []byte) error {
 			t.maxcode[l] = int32(code + n - 1)
 		}
 		for ; n > 0; n-- {
+			if code >= 1<<l {
+				return fmt.Errorf("huffman table: code lengths overflow: %w", errJPEGFormat)
+			}
 			if l <= huffLookBits {
 				span := 1 << (huffLookBits - l)
 				e := uint16(l<<8) | uint16(vals[k])
@@ -287,9 +296,6 @@ func (t *huffTable) build(counts []byte, vals []byte) error {
 			}
 			code++
 			k++
-		}
-		if code > 1<<l {
-			return fmt.Errorf("huffman table: code lengths overflow: %w", errJPEGFormat)
 		}
 		code <<= 1
 	}
@@ -416,8 +422,9 @@ type jpegComponent struct {
 	h, v   int
 	tq     int
 	pix    []byte  // decoded samples, stride bytes a row
-	stride int     // bw*bs
-	bs     int     // side of a decoded block
+	stride int     // bw*bsx
+	bsx    int     // width of a decoded block
+	bsy    int     // height of a decoded block
 	ncoef  int     // coefficients kept per block by a progressive decode
 	coef   []int16 // progressive coefficients, coefsPerBlock per block, zigzag order
 	pred   int32   // DC predictor of the current scan
@@ -709,9 +716,9 @@ func (d *jpegDecoder) allocate() error {
 	g := &d.geo
 	for i := 0; i < d.nf; i++ {
 		c := &d.comps[i]
-		c.bs, c.ncoef = g.bs[i], g.coefsPerBlock(i)
-		c.stride = g.bw[i] * c.bs
-		c.pix = make([]byte, c.stride*g.bh[i]*c.bs)
+		c.bsx, c.bsy, c.ncoef = g.bsx[i], g.bsy[i], g.coefsPerBlock(i)
+		c.stride = g.bw[i] * c.bsx
+		c.pix = make([]byte, c.stride*g.bh[i]*c.bsy)
 		if d.progressive {
 			c.coef = make([]int16, g.bw[i]*g.bh[i]*c.ncoef)
 		}
@@ -921,16 +928,15 @@ func (d *jpegDecoder) mcu(s *jpegScan, mx, my int) error {
 }
 
 func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
-	bs := c.bs
 	switch s.mode {
 	case scanBaseline:
-		return d.baselineBlock(c, c.pix[by*bs*c.stride+bx*bs:], c.stride)
+		return d.baselineBlock(c, c.pix[by*c.bsy*c.stride+bx*c.bsx:], c.stride)
 	case scanGray:
-		fillBlock(c.pix[by*bs*c.stride+bx*bs:], c.stride, bs, 128)
+		fillBlock(c.pix[by*c.bsy*c.stride+bx*c.bsx:], c.stride, c.bsx, c.bsy, 128)
 		return nil
 	}
 	n := c.ncoef
-	i := (by*(c.stride/bs) + bx) * n
+	i := (by*(c.stride/c.bsx) + bx) * n
 	coef := c.coef[i : i+n]
 	switch s.mode {
 	case scanDCFirst:
@@ -966,7 +972,7 @@ func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) er
 	if err != nil {
 		return err
 	}
-	d.storeBlock(dst, stride, c.bs, last)
+	d.storeBlock(dst, stride, c.bsx, c.bsy, last)
 	for k := 0; k <= last; k++ {
 		blk[zigzag[k]] = 0
 	}
@@ -1039,15 +1045,17 @@ func (d *jpegDecoder) baselineAC(ac *huffTable, q *[64]int32) (int, error) {
 
 // storeBlock runs the inverse DCT of d.blk for the scale; last is the zigzag index of the
 // last nonzero coefficient, so a DC-only block is a plain fill.
-func (d *jpegDecoder) storeBlock(dst []byte, stride, bs, last int) {
-	if last == 0 || bs == 1 {
-		fillBlock(dst, stride, bs, dcSample(d.blk[0]))
+func (d *jpegDecoder) storeBlock(dst []byte, stride, bsx, bsy, last int) {
+	if last == 0 || (bsx == 1 && bsy == 1) {
+		fillBlock(dst, stride, bsx, bsy, dcSample(d.blk[0]))
 		return
 	}
-	switch bs {
-	case 8:
+	switch {
+	case bsx != bsy:
+		idctRect(&d.blk, dst, stride, bsx, bsy)
+	case bsx == 8:
 		idct8(&d.blk, dst, stride)
-	case 4:
+	case bsx == 4:
 		idct4(&d.blk, dst, stride)
 	default:
 		idct2(&d.blk, dst, stride)
@@ -1194,14 +1202,14 @@ func (d *jpegDecoder) checkComplete() error {
 func (d *jpegDecoder) reconstruct() {
 	for i := 0; i < d.nf; i++ {
 		c := &d.comps[i]
-		n, bs := c.ncoef, c.bs
+		n := c.ncoef
 		q := &d.qt[c.tq]
 		bw, bh := d.geo.bw[i], d.geo.bh[i]
 		for by := 0; by < bh; by++ {
 			for bx := 0; bx < bw; bx++ {
 				coef := c.coef[(by*bw+bx)*n:][:n]
 				last := d.loadBlock(coef, q)
-				d.storeBlock(c.pix[by*bs*c.stride+bx*bs:], c.stride, bs, last)
+				d.storeBlock(c.pix[by*c.bsy*c.stride+bx*c.bsx:], c.stride, c.bsx, c.bsy, last)
 			}
 		}
 	}

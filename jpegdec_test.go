@@ -190,10 +190,16 @@ func TestDecodeJPEGScaled(t *testing.T) {
 				if got.Bounds() != want {
 					t.Fatalf("decodeJPEG(%s, %d) bounds = %v, want %v", f.name, s, got.Bounds(), want)
 				}
+				// A CMYK file is shrunk in ink values, which convert to RGB nonlinearly, while
+				// the reference is averaged after conversion: allow it 2 dB less.
+				bound := 30.0
+				if _, ok := ref.(*image.CMYK); ok {
+					bound = 28
+				}
 				p := psnr(rgbaOf(got), boxShrink(refRGBA, s))
 				t.Logf("%s 1:%d: PSNR %.1f dB", f.name, s, p)
-				if p < 30 {
-					t.Errorf("decodeJPEG(%s, %d) PSNR = %.1f dB, want ≥ 30", f.name, s, p)
+				if p < bound {
+					t.Errorf("decodeJPEG(%s, %d) PSNR = %.1f dB, want ≥ %.0f", f.name, s, p, bound)
 				}
 			})
 		}
@@ -414,16 +420,16 @@ func TestJPEGScaleFor(t *testing.T) {
 }
 
 // refIDCT is the inverse DCT of T.81 A.3.3 in floating point, sampled at the centre of each
-// k×k group of an 8×8 block (k = 8/n), from the coefficients with u, v < n.
-func refIDCT(blk *[64]int32, n int) []float64 {
-	k := 8 / n
-	out := make([]float64, n*n)
-	for y := 0; y < n; y++ {
-		for x := 0; x < n; x++ {
-			px, py := float64(k*x)+float64(k-1)/2, float64(k*y)+float64(k-1)/2
+// (8/w)×(8/h) group of an 8×8 block, from the coefficients with u < w and v < h.
+func refIDCT(blk *[64]int32, w, h int) []float64 {
+	kx, ky := 8/w, 8/h
+	out := make([]float64, w*h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			px, py := float64(kx*x)+float64(kx-1)/2, float64(ky*y)+float64(ky-1)/2
 			var s float64
-			for v := 0; v < n; v++ {
-				for u := 0; u < n; u++ {
+			for v := 0; v < h; v++ {
+				for u := 0; u < w; u++ {
 					cu, cv := 1.0, 1.0
 					if u == 0 {
 						cu = 1 / math.Sqrt2
@@ -436,7 +442,7 @@ func refIDCT(blk *[64]int32, n int) []float64 {
 						math.Cos((2*py+1)*float64(v)*math.Pi/16)
 				}
 			}
-			out[y*n+x] = math.Max(0, math.Min(255, s/4+128))
+			out[y*w+x] = math.Max(0, math.Min(255, s/4+128))
 		}
 	}
 	return out
@@ -444,27 +450,33 @@ func refIDCT(blk *[64]int32, n int) []float64 {
 
 func TestIDCTAgainstFloat(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
-	funcs := map[int]func(*[64]int32, []byte, int){8: idct8, 4: idct4, 2: idct2}
-	for _, n := range []int{8, 4, 2} {
-		t.Run(fmt.Sprintf("%dx%d", n, n), func(t *testing.T) {
-			worst := 0.0
-			for i := 0; i < 2000; i++ {
-				var blk [64]int32
-				for j := 0; j < 1+rng.Intn(64); j++ {
-					blk[rng.Intn(64)] = int32(rng.Intn(512) - 256)
+	square := map[int]func(*[64]int32, []byte, int){8: idct8, 4: idct4, 2: idct2}
+	for _, w := range []int{8, 4, 2, 1} {
+		for _, h := range []int{8, 4, 2, 1} {
+			t.Run(fmt.Sprintf("%dx%d", w, h), func(t *testing.T) {
+				idct := func(blk *[64]int32, dst []byte) { idctRect(blk, dst, w, w, h) }
+				if f := square[w]; f != nil && w == h {
+					idct = func(blk *[64]int32, dst []byte) { f(blk, dst, w) }
 				}
-				blk[0] = int32(rng.Intn(2048) - 1024)
-				want := refIDCT(&blk, n)
-				dst := make([]byte, n*n)
-				funcs[n](&blk, dst, n)
-				for j := range dst {
-					worst = math.Max(worst, math.Abs(float64(dst[j])-want[j]))
+				worst := 0.0
+				for i := 0; i < 2000; i++ {
+					var blk [64]int32
+					for j := 0; j < 1+rng.Intn(64); j++ {
+						blk[rng.Intn(64)] = int32(rng.Intn(512) - 256)
+					}
+					blk[0] = int32(rng.Intn(2048) - 1024)
+					want := refIDCT(&blk, w, h)
+					dst := make([]byte, w*h)
+					idct(&blk, dst)
+					for j := range dst {
+						worst = math.Max(worst, math.Abs(float64(dst[j])-want[j]))
+					}
 				}
-			}
-			if worst > 1 {
-				t.Errorf("idct%d max error from float = %.2f, want ≤ 1", n, worst)
-			}
-		})
+				if worst > 1 {
+					t.Errorf("idct %dx%d max error from float = %.2f, want ≤ 1", w, h, worst)
+				}
+			})
+		}
 	}
 }
 

@@ -169,15 +169,85 @@ func idct2(blk *[64]int32, dst []byte, stride int) {
 	dst[stride+1] = clampSample((a - b - c + d + rnd) >> 3)
 }
 
+// idctRect writes the w×h reduced inverse DCT (w, h in 8, 4, 2, 1) of the lowest h×w
+// coefficients of blk to dst: the block of a component reduced differently across and down.
+func idctRect(blk *[64]int32, dst []byte, stride, w, h int) {
+	var ws [64]int32
+	const sh1 = idctBits - idctPass1
+	for c := 0; c < w; c++ {
+		var in, out [8]int32
+		for r := 0; r < h; r++ {
+			in[r] = blk[r*8+c]
+		}
+		idct1D(h, &in, &out)
+		for r := 0; r < h; r++ {
+			ws[r*8+c] = (out[r] + 1<<(sh1-1)) >> sh1
+		}
+	}
+
+	const sh2 = idctBits + idctPass1 + 3
+	const rnd = 1<<(sh2-1) + 128<<sh2
+	for r := 0; r < h; r++ {
+		var in, out [8]int32
+		copy(in[:w], ws[r*8:r*8+w])
+		idct1D(w, &in, &out)
+		d := dst[r*stride : r*stride+w]
+		for i := range d {
+			d[i] = clampSample((out[i] + rnd) >> sh2)
+		}
+	}
+}
+
+// idct1D is the n-point transform (n in 8, 4, 2, 1) of the n lowest coefficients in in; the
+// outputs carry idctBits fraction bits, at the scale of the 8-point pass of idct8.
+func idct1D(n int, in, out *[8]int32) {
+	switch n {
+	case 1:
+		out[0] = in[0] << idctBits
+	case 2:
+		out[0], out[1] = (in[0]+in[1])<<idctBits, (in[0]-in[1])<<idctBits
+	case 4:
+		var o [4]int32
+		idct4Core(in[0], in[1], in[2], in[3], &o)
+		copy(out[:4], o[:])
+	default:
+		// Even half: frequencies 0, 2, 4, 6.
+		z1 := (in[2] + in[6]) * fix0541
+		e2 := z1 - in[6]*fix1847
+		e3 := z1 + in[2]*fix0765
+		e0 := (in[0] + in[4]) << idctBits
+		e1 := (in[0] - in[4]) << idctBits
+		a0, a3 := e0+e3, e0-e3
+		a1, a2 := e1+e2, e1-e2
+
+		// Odd half: frequencies 1, 3, 5, 7.
+		s1, s2, s3, s4 := in[7]+in[1], in[5]+in[3], in[7]+in[3], in[5]+in[1]
+		z5 := (s3 + s4) * fix1175
+		s1 *= -fix0899
+		s2 *= -fix2562
+		s3 = s3*-fix1961 + z5
+		s4 = s4*-fix0390 + z5
+		o0 := in[7]*fix0298 + s1 + s3
+		o1 := in[5]*fix2053 + s2 + s4
+		o2 := in[3]*fix3072 + s2 + s3
+		o3 := in[1]*fix1501 + s1 + s4
+
+		out[0], out[7] = a0+o3, a0-o3
+		out[1], out[6] = a1+o2, a1-o2
+		out[2], out[5] = a2+o1, a2-o1
+		out[3], out[4] = a3+o0, a3-o0
+	}
+}
+
 // dcSample is the level-shifted value of a block whose only coefficient is the DC dc.
 func dcSample(dc int32) byte {
 	return clampSample((dc + 4 + 128<<3) >> 3)
 }
 
-// fillBlock sets an n×n block of dst to v.
-func fillBlock(dst []byte, stride, n int, v byte) {
-	for r := 0; r < n; r++ {
-		d := dst[r*stride : r*stride+n]
+// fillBlock sets a w×h block of dst to v.
+func fillBlock(dst []byte, stride, w, h int, v byte) {
+	for r := 0; r < h; r++ {
+		d := dst[r*stride : r*stride+w]
 		for i := range d {
 			d[i] = v
 		}
