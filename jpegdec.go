@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"math/bits"
 )
 
 // jpegMaxPixels is the largest frame (width × height, before scaling) decodeJPEG accepts; a
@@ -421,15 +422,16 @@ type jpegComponent struct {
 	id     byte
 	h, v   int
 	tq     int
-	pix    []byte  // decoded samples, stride bytes a row
-	stride int     // bw*bsx
-	bsx    int     // width of a decoded block
-	bsy    int     // height of a decoded block
-	ncoef  int     // coefficients kept per block by a progressive decode
-	coef   []int16 // progressive coefficients, coefsPerBlock per block, zigzag order
-	pred   int32   // DC predictor of the current scan
-	td, ta int     // Huffman tables of the current scan
-	done   bool    // some scan has decoded it
+	pix    []byte   // decoded samples, stride bytes a row
+	stride int      // bw*bsx
+	bsx    int      // width of a decoded block
+	bsy    int      // height of a decoded block
+	ncoef  int      // coefficients kept per block by a progressive decode
+	coef   []int16  // progressive coefficients, coefsPerBlock per block, zigzag order
+	nz     []uint64 // per block, bit k set when AC coefficient k of coef is nonzero
+	pred   int32    // DC predictor of the current scan
+	td, ta int      // Huffman tables of the current scan
+	done   bool     // some scan has decoded it
 }
 
 // scanMode is the kind of entropy-coded data a scan holds.
@@ -721,6 +723,9 @@ func (d *jpegDecoder) allocate() error {
 		c.pix = make([]byte, c.stride*g.bh[i]*c.bsy)
 		if d.progressive {
 			c.coef = make([]int16, g.bw[i]*g.bh[i]*c.ncoef)
+			if c.ncoef > 1 {
+				c.nz = make([]uint64, g.bw[i]*g.bh[i])
+			}
 		}
 	}
 	d.allocated = true
@@ -936,8 +941,8 @@ func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
 		return nil
 	}
 	n := c.ncoef
-	i := (by*(c.stride/c.bsx) + bx) * n
-	coef := c.coef[i : i+n]
+	b := by*(c.stride/c.bsx) + bx
+	coef := c.coef[b*n : b*n+n]
 	switch s.mode {
 	case scanDCFirst:
 		return d.dcFirst(c, coef, s.al)
@@ -947,9 +952,9 @@ func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
 		}
 		return nil
 	case scanACFirst:
-		return d.acFirst(s, c, coef)
+		return d.acFirst(s, c, coef, &c.nz[b])
 	}
-	return d.acRefine(s, c, coef)
+	return d.acRefine(s, c, coef, &c.nz[b])
 }
 
 var (
@@ -1074,7 +1079,7 @@ func (d *jpegDecoder) dcFirst(c *jpegComponent, coef []int16, al uint) error {
 }
 
 // acFirst decodes the first scan of a spectral band (G.1.2.2), with end-of-band runs.
-func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16) error {
+func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16, nz *uint64) error {
 	if s.eobrun > 0 {
 		s.eobrun--
 		return nil
@@ -1099,14 +1104,17 @@ func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16) error
 		if k > s.se {
 			return fmt.Errorf("jpeg coefficient run past the band: %w", errJPEGFormat)
 		}
-		coef[k] = int16(br.receiveExtend(sz) << s.al)
+		if v := int16(br.receiveExtend(sz) << s.al); v != 0 {
+			coef[k] = v
+			*nz |= 1 << k
+		}
 	}
 	return nil
 }
 
 // acRefine adds one bit of precision to a spectral band (G.1.2.3): a correction bit for each
 // coefficient already nonzero, and new coefficients of magnitude 1 << al.
-func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16) error {
+func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16, nz *uint64) error {
 	br := &d.br
 	t := &d.ac[c.ta]
 	p1, m1 := int16(1)<<s.al, int16(-1)<<s.al
@@ -1130,33 +1138,38 @@ func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16) erro
 			s.eobrun = 1<<r + int(br.receive(uint(r)))
 			continue // the loop ends; the rest of the band is refined below
 		}
-		k = br.refineRun(coef, k, s.se, r, p1, m1)
+		k = br.refineRun(coef, *nz, k, s.se, r, p1, m1)
 		if k <= s.se && val != 0 {
 			coef[k] = val
+			*nz |= 1 << k
 		}
 		k++
 	}
 	if s.eobrun > 0 {
-		br.refineRun(coef, k, s.se, 64, p1, m1)
+		br.refineRun(coef, *nz, k, s.se, 64, p1, m1)
 		s.eobrun--
 	}
 	return nil
 }
 
 // refineRun moves from k past r coefficients that are still zero, reading the correction bit
-// of each nonzero one it crosses, and returns the index of the next zero one (or past se).
-// With r = 64 it refines the rest of the band.
-func (br *bitReader) refineRun(coef []int16, k, se, r int, p1, m1 int16) int {
+// of each nonzero one it crosses, and returns the index of the next zero one (or se+1). With
+// r = 64 it refines the rest of the band. nz marks the nonzero coefficients, so only those
+// are visited.
+func (br *bitReader) refineRun(coef []int16, nz uint64, k, se, r int, p1, m1 int16) int {
+	band := (uint64(1)<<(se+1) - 1) &^ (uint64(1)<<k - 1)
+	zeros := ^nz & band
+	for ; r > 0 && zeros != 0; r-- {
+		zeros &= zeros - 1
+	}
+	end := se + 1
+	if zeros != 0 {
+		end = bits.TrailingZeros64(zeros)
+	}
+
 	acc, n := br.acc, br.n
-	for ; k <= se; k++ {
-		z := &coef[k&63]
-		if *z == 0 {
-			if r == 0 {
-				break
-			}
-			r--
-			continue
-		}
+	for m := nz & band & (uint64(1)<<end - 1); m != 0; m &= m - 1 {
+		z := &coef[bits.TrailingZeros64(m)&63]
 		if n == 0 {
 			br.acc, br.n = acc, n
 			br.fill()
@@ -1172,7 +1185,7 @@ func (br *bitReader) refineRun(coef []int16, k, se, r int, p1, m1 int16) int {
 		}
 	}
 	br.acc, br.n = acc, n
-	return k
+	return end
 }
 
 // checkComplete decides whether a file that reached EOI (or ended between segments) lacks
