@@ -63,7 +63,7 @@ func (ji jpegInfo) decodeBytes(scale int) int64 {
 		blocks := int64(g.bw[i]) * int64(g.bh[i])
 		planes += blocks * int64(g.bsx[i]*g.bsy[i])
 		if ji.Progressive {
-			coefs += blocks * 2 * int64(g.coefsPerBlock(i))
+			coefs += blocks * (2*int64(g.coefsPerBlock(i)) + 8)
 		}
 	}
 	w, h := ji.decodedSize(scale)
@@ -122,13 +122,16 @@ func reduction(scale, sparse int) int {
 	return scale
 }
 
-// coefsPerBlock is how many coefficients a progressive decode keeps per block of component
-// i: a component decoded at one sample per block needs only the DC.
+// coefsPerBlock is how many coefficients, in zigzag order, a progressive decode keeps per
+// block of component i: those its reduced inverse DCT reads (the DC alone for one sample).
 func (g jpegGeometry) coefsPerBlock(i int) int {
-	if g.bsx[i] == 1 && g.bsy[i] == 1 {
-		return 1
+	n := 1
+	for r := 0; r < g.bsy[i]; r++ {
+		for c := 0; c < g.bsx[i]; c++ {
+			n = max(n, 1+int(unzigzag[r*8+c]))
+		}
 	}
-	return 64
+	return n
 }
 
 // samplesPerMCU is how many decoded samples of component i span one MCU across (or down).
@@ -255,6 +258,14 @@ var zigzag = [64]uint8{
 	35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
 	58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 }
+
+// unzigzag is the inverse of zigzag: the coding-order index of each natural position.
+var unzigzag = func() (u [64]uint8) {
+	for k, z := range zigzag {
+		u[z] = uint8(k)
+	}
+	return u
+}()
 
 // huffLookBits is how many bits the first-level Huffman table resolves at once.
 const huffLookBits = 9
@@ -428,7 +439,7 @@ type jpegComponent struct {
 	bsy    int      // height of a decoded block
 	ncoef  int      // coefficients kept per block by a progressive decode
 	coef   []int16  // progressive coefficients, coefsPerBlock per block, zigzag order
-	nz     []uint64 // per block, bit k set when AC coefficient k of coef is nonzero
+	nz     []uint64 // per block, bit k set when AC coefficient k is nonzero (kept or not)
 	pred   int32    // DC predictor of the current scan
 	td, ta int      // Huffman tables of the current scan
 	done   bool     // some scan has decoded it
@@ -1105,7 +1116,9 @@ func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16, nz *u
 			return fmt.Errorf("jpeg coefficient run past the band: %w", errJPEGFormat)
 		}
 		if v := int16(br.receiveExtend(sz) << s.al); v != 0 {
-			coef[k] = v
+			if k < len(coef) {
+				coef[k] = v
+			}
 			*nz |= 1 << k
 		}
 	}
@@ -1118,7 +1131,6 @@ func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16, nz *
 	br := &d.br
 	t := &d.ac[c.ta]
 	p1, m1 := int16(1)<<s.al, int16(-1)<<s.al
-	coef = coef[:64]
 	k := s.ss
 	for s.eobrun == 0 && k <= s.se {
 		rs, ok := br.huff(t)
@@ -1140,7 +1152,9 @@ func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16, nz *
 		}
 		k = br.refineRun(coef, *nz, k, s.se, r, p1, m1)
 		if k <= s.se && val != 0 {
-			coef[k] = val
+			if k < len(coef) {
+				coef[k] = val
+			}
 			*nz |= 1 << k
 		}
 		k++
@@ -1169,14 +1183,17 @@ func (br *bitReader) refineRun(coef []int16, nz uint64, k, se, r int, p1, m1 int
 
 	acc, n := br.acc, br.n
 	for m := nz & band & (uint64(1)<<end - 1); m != 0; m &= m - 1 {
-		z := &coef[bits.TrailingZeros64(m)&63]
 		if n == 0 {
 			br.acc, br.n = acc, n
 			br.fill()
 			acc, n = br.acc, br.n
 		}
 		n--
-		if (acc>>n)&1 != 0 && *z&p1 == 0 {
+		i := bits.TrailingZeros64(m)
+		if i >= len(coef) {
+			continue // a coefficient the scale does not need: its bit is read and dropped
+		}
+		if z := &coef[i]; (acc>>n)&1 != 0 && *z&p1 == 0 {
 			if *z > 0 {
 				*z += p1
 			} else {
@@ -1228,17 +1245,17 @@ func (d *jpegDecoder) reconstruct() {
 	}
 }
 
-// loadBlock dequantizes the coefficients into d.blk and returns 0 when only the DC is
-// nonzero (a positive number otherwise), as storeBlock wants.
+// loadBlock dequantizes the kept coefficients into d.blk and returns 0 when only the DC is
+// nonzero (a positive number otherwise), as storeBlock wants. Positions past the kept ones
+// may hold stale values; the reduced inverse DCT of the component never reads them.
 func (d *jpegDecoder) loadBlock(coef []int16, q *[64]int32) int {
 	blk := &d.blk
 	blk[0] = int32(coef[0]) * q[0]
 	if len(coef) == 1 {
 		return 0
 	}
-	coef = coef[:64]
 	var any int16
-	for k := 1; k < 64; k++ {
+	for k := 1; k < len(coef) && k < 64; k++ {
 		any |= coef[k]
 		z := zigzag[k]
 		blk[z] = int32(coef[k]) * q[z]
