@@ -223,12 +223,13 @@ func decodeJPEG(data []byte, scale int) (image.Image, error) {
 	}
 	d := &jpegDecoder{data: data, scale: scale}
 	err := d.run()
-	if err == nil {
-		err = d.checkComplete()
+	if err == nil && d.scans == 0 {
+		err = fmt.Errorf("jpeg has no scan: %w", errJPEGFormat)
 	}
 	if err != nil && !(errors.Is(err, errJPEGTruncated) && d.scans > 0) {
 		return nil, err
 	}
+	err = d.checkComplete(err)
 	if d.progressive {
 		d.reconstruct()
 	}
@@ -592,7 +593,7 @@ func (d *jpegDecoder) nextMarker() (byte, error) {
 			d.pos++
 		}
 		if d.pos >= len(d.data) {
-			return 0, fmt.Errorf("jpeg ends without end of image: %w", errJPEGTruncated)
+			return 0, errNoEOI
 		}
 		m := d.data[d.pos]
 		d.pos++
@@ -971,6 +972,7 @@ func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
 var (
 	errBadCode = fmt.Errorf("jpeg huffman code not in table: %w", errJPEGFormat)
 	errCoefRun = fmt.Errorf("jpeg coefficient run past the block: %w", errJPEGFormat)
+	errNoEOI   = fmt.Errorf("jpeg ends without end of image: %w", errJPEGTruncated)
 )
 
 // baselineBlock decodes one sequential block (F.2.2) and writes its samples to dst.
@@ -1205,16 +1207,13 @@ func (br *bitReader) refineRun(coef []int16, nz uint64, k, se, r int, p1, m1 int
 	return end
 }
 
-// checkComplete decides whether a file that reached EOI (or ended between segments) lacks
-// data: no scan at all is an error; a component no scan decoded, or a progressive file
-// without EOI, is truncation, and the missing components are painted gray.
-func (d *jpegDecoder) checkComplete() error {
-	if d.scans == 0 {
-		return fmt.Errorf("jpeg has no scan: %w", errJPEGFormat)
-	}
-	var err error
-	if d.progressive && !d.sawEOI {
-		err = fmt.Errorf("progressive jpeg ends without end of image: %w", errJPEGTruncated)
+// checkComplete paints the components no scan reached mid-gray (in a sequential file) and
+// returns the error the decode ends with, given the one parsing ended with. Data that ends
+// between segments, without EOI, is fine for a sequential file whose components were all
+// decoded, and truncation for a progressive one.
+func (d *jpegDecoder) checkComplete(err error) error {
+	if errors.Is(err, errNoEOI) && !d.progressive {
+		err = nil
 	}
 	for i := 0; i < d.nf; i++ {
 		c := &d.comps[i]
@@ -1222,7 +1221,9 @@ func (d *jpegDecoder) checkComplete() error {
 			for j := range c.pix {
 				c.pix[j] = 128
 			}
-			err = fmt.Errorf("jpeg component %d never decoded: %w", i, errJPEGTruncated)
+			if err == nil {
+				err = fmt.Errorf("jpeg component %d never decoded: %w", i, errJPEGTruncated)
+			}
 		}
 	}
 	return err
@@ -1313,7 +1314,7 @@ func (d *jpegDecoder) toRGBA(r image.Rectangle, ycc bool) *image.RGBA {
 }
 
 // toCMYK converts four planes to image.CMYK, undoing Adobe's inversion and, for YCCK, the
-// YCbCr transform of the first three (which, once undone, give C, M and Y uninverted).
+// YCbCr transform of the first three.
 func (d *jpegDecoder) toCMYK(r image.Rectangle, ycck bool) *image.CMYK {
 	img := image.NewCMYK(r)
 	w, h := r.Dx(), r.Dy()
@@ -1331,7 +1332,8 @@ func (d *jpegDecoder) toCMYK(r image.Rectangle, ycck bool) *image.CMYK {
 		for x := 0; x < w; x++ {
 			a, b, e, k := rows[0][xs[0][x]], rows[1][xs[1][x]], rows[2][xs[2][x]], rows[3][xs[3][x]]
 			if ycck {
-				// The transform of an inverted CMY: the result is C, M, Y as they are.
+				// Undoing the transform gives C, M and Y as ink amounts already (what
+				// image/jpeg and ImageMagick read); flip them so the line below restores them.
 				a, b, e = color.YCbCrToRGB(a, b, e)
 				a, b, e = 255-a, 255-b, 255-e
 			}

@@ -156,7 +156,8 @@ func TestDecodeJPEGMatchesStdlib(t *testing.T) {
 				t.Fatalf("decodeJPEG(%s, 1) error = %v, want nil", f.name, err)
 			}
 			if got.Bounds() != ref.Bounds() {
-				t.Fatalf("decodeJPEG(%s, 1) bounds = %v, want %v", f.name, got.Bounds(), ref.Bounds())
+				t.Fatalf("decodeJPEG(%s, 1) bounds = %v, want %v",
+					f.name, got.Bounds(), ref.Bounds())
 			}
 			if reflect.TypeOf(got) != reflect.TypeOf(ref) {
 				t.Errorf("decodeJPEG(%s, 1) type = %T, want %T", f.name, got, ref)
@@ -188,7 +189,8 @@ func TestDecodeJPEGScaled(t *testing.T) {
 				b := ref.Bounds()
 				want := image.Rect(0, 0, ceilDiv(b.Dx(), s), ceilDiv(b.Dy(), s))
 				if got.Bounds() != want {
-					t.Fatalf("decodeJPEG(%s, %d) bounds = %v, want %v", f.name, s, got.Bounds(), want)
+					t.Fatalf("decodeJPEG(%s, %d) bounds = %v, want %v",
+						f.name, s, got.Bounds(), want)
 				}
 				// A CMYK file is shrunk in ink values, which convert to RGB nonlinearly, while
 				// the reference is averaged after conversion: allow it 2 dB less.
@@ -199,7 +201,8 @@ func TestDecodeJPEGScaled(t *testing.T) {
 				p := psnr(rgbaOf(got), boxShrink(refRGBA, s))
 				t.Logf("%s 1:%d: PSNR %.1f dB", f.name, s, p)
 				if p < bound {
-					t.Errorf("decodeJPEG(%s, %d) PSNR = %.1f dB, want ≥ %.0f", f.name, s, p, bound)
+					t.Errorf("decodeJPEG(%s, %d) PSNR = %.1f dB, want ≥ %.0f",
+						f.name, s, p, bound)
 				}
 			})
 		}
@@ -227,10 +230,12 @@ func TestReadJPEGInfo(t *testing.T) {
 			if n := components[cfg.ColorModel]; info.Components != n {
 				t.Errorf("readJPEGInfo(%s).Components = %d, want %d", f.name, info.Components, n)
 			}
-			wantProg := strings.Contains(f.name, "progressive") || strings.Contains(f.name, "separate")
+			wantProg := strings.Contains(f.name, "progressive") ||
+				strings.Contains(f.name, "separate")
 			if strings.HasPrefix(f.name, "video-") || strings.HasPrefix(f.name, "flower") {
 				if info.Progressive != wantProg {
-					t.Errorf("readJPEGInfo(%s).Progressive = %v, want %v", f.name, info.Progressive, wantProg)
+					t.Errorf("readJPEGInfo(%s).Progressive = %v, want %v",
+						f.name, info.Progressive, wantProg)
 				}
 			}
 		})
@@ -272,7 +277,8 @@ func near(a, b color.RGBA, tol int) bool {
 }
 
 func TestDecodeJPEGTruncated(t *testing.T) {
-	for _, name := range []string{"truncated-baseline-60pct.jpg", "truncated-progressive-60pct.jpg"} {
+	names := []string{"truncated-baseline-60pct.jpg", "truncated-progressive-60pct.jpg"}
+	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join("testdata", "jpeg", name))
 			if err != nil {
@@ -283,8 +289,12 @@ func TestDecodeJPEGTruncated(t *testing.T) {
 				if !errors.Is(err, errJPEGTruncated) {
 					t.Fatalf("decodeJPEG(%s, %d) error = %v, want errJPEGTruncated", name, s, err)
 				}
-				if img == nil || img.Bounds() != image.Rect(0, 0, 128/s, 128/s) {
-					t.Fatalf("decodeJPEG(%s, %d) partial image = %v, want 128/%d square", name, s, img, s)
+				if img == nil {
+					t.Fatalf("decodeJPEG(%s, %d) partial image = nil, want one", name, s)
+				}
+				if b := img.Bounds(); b != image.Rect(0, 0, 128/s, 128/s) {
+					t.Fatalf("decodeJPEG(%s, %d) partial image bounds = %v, want 128/%d square",
+						name, s, b, s)
 				}
 			}
 		})
@@ -483,7 +493,8 @@ func TestIDCTAgainstFloat(t *testing.T) {
 func FuzzDecodeJPEG(f *testing.F) {
 	// testdata/fuzz/FuzzDecodeJPEG holds the small case files; Go's own progressive and
 	// subsampled files are added from GOROOT when small enough.
-	paths, _ := filepath.Glob(filepath.Join(runtime.GOROOT(), "src", "image", "testdata", "*q50*.jpeg"))
+	goroot := filepath.Join(runtime.GOROOT(), "src", "image", "testdata")
+	paths, _ := filepath.Glob(filepath.Join(goroot, "*q50*.jpeg"))
 	for _, p := range paths {
 		if data, err := os.ReadFile(p); err == nil && len(data) < 12000 {
 			f.Add(data)
@@ -543,5 +554,42 @@ func BenchmarkDecodeJPEG(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestDecodeJPEGNoEOI drops the final EOI marker: a sequential file is then still complete,
+// a progressive one may lack scans and reports truncation with its image.
+func TestDecodeJPEGNoEOI(t *testing.T) {
+	tests := []struct {
+		name          string
+		wantTruncated bool
+	}{
+		{"baseline.jpg", false},
+		{"restart-every-mcu-row.jpg", false},
+		{"progressive.jpg", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", "jpeg", tt.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasSuffix(data, []byte{0xFF, 0xD9}) {
+				t.Fatalf("%s does not end with EOI", tt.name)
+			}
+			full, err := decodeJPEG(data, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := decodeJPEG(data[:len(data)-2], 1)
+			if got := errors.Is(err, errJPEGTruncated); got != tt.wantTruncated || img == nil {
+				t.Fatalf("decodeJPEG(%s without EOI) = %v, %v; want an image, truncated %v",
+					tt.name, img != nil, err, tt.wantTruncated)
+			}
+			if d := comparePixels(rgbaOf(img), rgbaOf(full)); d.max != 0 {
+				t.Errorf("decodeJPEG(%s without EOI) differs from the full file by %d, want 0",
+					tt.name, d.max)
+			}
+		})
 	}
 }
