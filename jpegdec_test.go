@@ -593,3 +593,63 @@ func TestDecodeJPEGNoEOI(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeJPEGRestartVariants checks the restart cases against each other: fill bytes
+// (extra 0xFF) before every RST marker and the 0xFF00 padding file change no pixel, and the
+// separately encoded baseline and progressive files agree within JPEG error.
+func TestDecodeJPEGRestartVariants(t *testing.T) {
+	read := func(name string) []byte {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join("testdata", "jpeg", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	withRST := read("restart-every-mcu-row.jpg")
+	ref, err := decodeJPEG(withRST, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filled := insertFillBeforeRST(withRST)
+	if len(filled) == len(withRST) {
+		t.Fatal("restart-every-mcu-row.jpg has no RST marker")
+	}
+	tests := []struct {
+		name       string
+		data       []byte
+		maxDiff    int
+		meanDiffLE float64
+	}{
+		{"restart-with-fill-bytes", filled, 0, 0},
+		{"restart-ff00-padding.jpg", read("restart-ff00-padding.jpg"), 0, 0},
+		{"baseline.jpg", read("baseline.jpg"), 24, 2},
+		{"progressive.jpg", read("progressive.jpg"), 24, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img, err := decodeJPEG(tt.data, 1)
+			if err != nil {
+				t.Fatalf("decodeJPEG(%s) error = %v", tt.name, err)
+			}
+			d := comparePixels(rgbaOf(img), rgbaOf(ref))
+			if d.max > tt.maxDiff || d.mean > tt.meanDiffLE {
+				t.Errorf("decodeJPEG(%s) differs from restart-every-mcu-row.jpg: max %d, "+
+					"mean %.2f; want max ≤ %d, mean ≤ %.0f",
+					tt.name, d.max, d.mean, tt.maxDiff, tt.meanDiffLE)
+			}
+		})
+	}
+}
+
+// insertFillBeforeRST returns data with two 0xFF fill bytes before each RST marker.
+func insertFillBeforeRST(data []byte) []byte {
+	var out []byte
+	for i := 0; i < len(data); i++ {
+		if data[i] == 0xFF && i+1 < len(data) && data[i+1] >= 0xD0 && data[i+1] <= 0xD7 {
+			out = append(out, 0xFF, 0xFF)
+		}
+		out = append(out, data[i])
+	}
+	return out
+}
