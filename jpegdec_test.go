@@ -653,3 +653,173 @@ func insertFillBeforeRST(data []byte) []byte {
 	}
 	return out
 }
+
+// synthComp is one component of a synthetic DC-only JPEG: its id, sampling factors and the
+// sample level (0-255) of each of its blocks.
+type synthComp struct {
+	id    byte
+	h, v  int
+	level func(bx, by int) int
+}
+
+// bitWriter packs Huffman-coded bits MSB first and stuffs a 0x00 after each 0xFF.
+type bitWriter struct {
+	out  []byte
+	acc  uint32
+	nacc uint
+}
+
+func (bw *bitWriter) write(v uint32, n uint) {
+	for i := int(n) - 1; i >= 0; i-- {
+		bw.acc = bw.acc<<1 | (v>>uint(i))&1
+		bw.nacc++
+		if bw.nacc == 8 {
+			bw.out = append(bw.out, byte(bw.acc))
+			if byte(bw.acc) == 0xFF {
+				bw.out = append(bw.out, 0)
+			}
+			bw.acc, bw.nacc = 0, 0
+		}
+	}
+}
+
+// makeDCOnlyJPEG writes a baseline JPEG of w×h whose blocks carry only a DC coefficient, so
+// every block decodes to one flat level at any scale. The quantiser is 8, making a level
+// exact; DC categories use 4-bit codes and the AC table holds only EOB (code 0).
+func makeDCOnlyJPEG(w, h int, comps []synthComp, adobeTransform int) []byte {
+	seg := func(marker byte, payload []byte) []byte {
+		n := len(payload) + 2
+		return append([]byte{0xFF, marker, byte(n >> 8), byte(n)}, payload...)
+	}
+	out := []byte{0xFF, 0xD8}
+	if adobeTransform >= 0 {
+		out = append(out, seg(0xEE, []byte("Adobe\x00\x64\x00\x00\x00\x00"+
+			string(rune(adobeTransform))))...)
+	}
+	dqt := []byte{0}
+	for i := 0; i < 64; i++ {
+		dqt = append(dqt, 8)
+	}
+	out = append(out, seg(0xDB, dqt)...)
+	sof := []byte{8, byte(h >> 8), byte(h), byte(w >> 8), byte(w), byte(len(comps))}
+	hmax, vmax := 1, 1
+	for _, c := range comps {
+		sof = append(sof, c.id, byte(c.h<<4|c.v), 0)
+		hmax, vmax = max(hmax, c.h), max(vmax, c.v)
+	}
+	out = append(out, seg(0xC0, sof)...)
+	dht := append([]byte{0x00, 0, 0, 0, 12}, make([]byte, 12)...)
+	for i := 0; i < 12; i++ {
+		dht = append(dht, byte(i))
+	}
+	dht = append(dht, 0x10, 1)
+	dht = append(dht, make([]byte, 15)...)
+	dht = append(dht, 0x00)
+	out = append(out, seg(0xC4, dht)...)
+	sos := []byte{byte(len(comps))}
+	for _, c := range comps {
+		sos = append(sos, c.id, 0x00)
+	}
+	out = append(out, seg(0xDA, append(sos, 0, 63, 0))...)
+
+	var bw bitWriter
+	pred := make([]int, len(comps))
+	for my := 0; my < ceilDiv(h, 8*vmax); my++ {
+		for mx := 0; mx < ceilDiv(w, 8*hmax); mx++ {
+			for i, c := range comps {
+				for v := 0; v < c.v; v++ {
+					for u := 0; u < c.h; u++ {
+						dc := c.level(mx*c.h+u, my*c.v+v) - 128
+						writeDC(&bw, dc-pred[i])
+						pred[i] = dc
+						bw.write(0, 1) // EOB
+					}
+				}
+			}
+		}
+	}
+	for bw.nacc != 0 {
+		bw.write(1, 1)
+	}
+	return append(append(out, bw.out...), 0xFF, 0xD9)
+}
+
+// writeDC codes a DC difference: its 4-bit category, then the magnitude bits (F.1.2.1).
+func writeDC(bw *bitWriter, diff int) {
+	cat, mag := 0, diff
+	for a := max(diff, -diff); a > 0; a >>= 1 {
+		cat++
+	}
+	if diff < 0 {
+		mag = diff + (1 << cat) - 1
+	}
+	bw.write(uint32(cat), 4)
+	bw.write(uint32(mag), uint(cat))
+}
+
+// TestDecodeJPEGOddSampling decodes synthetic files whose sampling image.YCbCr cannot
+// describe (3×1 luma, luma sparser than chroma, Cb and Cr differing) and a subsampled CMYK
+// file, at every scale, and checks every pixel against the block levels it was made from.
+func TestDecodeJPEGOddSampling(t *testing.T) {
+	lv := func(seed int) func(bx, by int) int {
+		return func(bx, by int) int { return 40 + (bx*37+by*91+seed*53)%180 }
+	}
+	tests := []struct {
+		name  string
+		w, h  int
+		comps []synthComp
+		adobe int
+	}{
+		{"ycbcr-3x1", 52, 20, []synthComp{{1, 3, 1, lv(0)}, {2, 1, 1, lv(1)}, {3, 1, 1, lv(2)}}, -1},
+		{"ycbcr-1x3", 20, 52, []synthComp{{1, 1, 3, lv(0)}, {2, 1, 1, lv(1)}, {3, 1, 1, lv(2)}}, -1},
+		{"ycbcr-chroma-denser", 40, 24, []synthComp{{1, 1, 1, lv(0)}, {2, 2, 2, lv(1)},
+			{3, 2, 2, lv(2)}}, -1},
+		{"ycbcr-cb-cr-differ", 40, 24, []synthComp{{1, 2, 2, lv(0)}, {2, 1, 2, lv(1)},
+			{3, 2, 1, lv(2)}}, -1},
+		{"cmyk-2x1-k1x1", 40, 24, []synthComp{{1, 2, 1, lv(0)}, {2, 2, 1, lv(1)},
+			{3, 2, 1, lv(2)}, {4, 1, 1, lv(3)}}, 0},
+	}
+	for _, tt := range tests {
+		data := makeDCOnlyJPEG(tt.w, tt.h, tt.comps, tt.adobe)
+		for _, s := range []int{1, 2, 4, 8} {
+			t.Run(fmt.Sprintf("%s/1:%d", tt.name, s), func(t *testing.T) {
+				img, err := decodeJPEG(data, s)
+				if err != nil {
+					t.Fatalf("decodeJPEG(%s, %d) error = %v", tt.name, s, err)
+				}
+				checkSynthetic(t, img, tt.w, tt.h, s, tt.comps)
+			})
+		}
+	}
+}
+
+// checkSynthetic compares each pixel of a decoded synthetic file with the colour of the
+// blocks covering it (nearest sample for subsampled components).
+func checkSynthetic(t *testing.T, img image.Image, w, h, s int, comps []synthComp) {
+	t.Helper()
+	if b := img.Bounds(); b != image.Rect(0, 0, ceilDiv(w, s), ceilDiv(h, s)) {
+		t.Fatalf("bounds = %v, want %dx%d", b, ceilDiv(w, s), ceilDiv(h, s))
+	}
+	hmax, vmax := 1, 1
+	for _, c := range comps {
+		hmax, vmax = max(hmax, c.h), max(vmax, c.v)
+	}
+	for y := 0; y < ceilDiv(h, s); y++ {
+		for x := 0; x < ceilDiv(w, s); x++ {
+			var lv [4]uint8
+			for i, c := range comps {
+				// full-resolution position, then the block of the component covering it
+				fx, fy := x*s*c.h/hmax, y*s*c.v/vmax
+				lv[i] = uint8(c.level(fx/8, fy/8))
+			}
+			var want color.Color = color.YCbCr{lv[0], lv[1], lv[2]}
+			if len(comps) == 4 {
+				want = color.CMYK{255 - lv[0], 255 - lv[1], 255 - lv[2], 255 - lv[3]}
+			}
+			got := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+			if w := color.RGBAModel.Convert(want).(color.RGBA); !near(got, w, 2) {
+				t.Fatalf("At(%d, %d) = %v, want %v (levels %v)", x, y, got, w, lv)
+			}
+		}
+	}
+}
