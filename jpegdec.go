@@ -34,7 +34,7 @@ const (
 	jpegYCbCr                  // Y, Cb, Cr (JFIF, or Adobe transform 1)
 	jpegRGB                    // R, G, B stored as they are
 	jpegCMYK                   // inverted C, M, Y, K as Adobe writes them
-	jpegYCCK                   // Y, Cb, Cr of inverted C, M, Y, then inverted K (Adobe transform 2)
+	jpegYCCK                   // YCbCr-coded C, M, Y and an inverted K (Adobe transform 2)
 )
 
 // jpegInfo is what the header says, read without decoding any scan. The zero value describes
