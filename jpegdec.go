@@ -63,7 +63,11 @@ func (ji jpegInfo) decodeBytes(scale int) int64 {
 		blocks := int64(g.bw[i]) * int64(g.bh[i])
 		planes += blocks * int64(g.bsx[i]*g.bsy[i])
 		if ji.Progressive {
-			coefs += blocks * (2*int64(g.coefsPerBlock(i)) + 8)
+			n := int64(g.coefsPerBlock(i))
+			coefs += blocks * 2 * n
+			if n > 1 {
+				coefs += blocks * 8 // the nonzero mask
+			}
 		}
 	}
 	w, h := ji.decodedSize(scale)

@@ -823,3 +823,34 @@ func checkSynthetic(t *testing.T, img image.Image, w, h, s int, comps []synthCom
 		}
 	}
 }
+
+// TestDecodeBytesEstimate checks jpegInfo.decodeBytes against what decodeJPEG really
+// allocates, so that admission by memory can trust it.
+func TestDecodeBytesEstimate(t *testing.T) {
+	for _, p := range benchPhotos {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Logf("skip %s: %v", p, err)
+			continue
+		}
+		info, err := readJPEGInfo(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []int{1, 2, 4, 8} {
+			t.Run(fmt.Sprintf("%s/1:%d", filepath.Base(p), s), func(t *testing.T) {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				if _, err := decodeJPEG(data, s); err != nil {
+					t.Fatal(err)
+				}
+				runtime.ReadMemStats(&after)
+				got, est := int64(after.TotalAlloc-before.TotalAlloc), info.decodeBytes(s)
+				// the estimate leaves out the decoder's tables and scan headers (under 128 KB)
+				if est < got-128<<10 || est > got+got/4 {
+					t.Errorf("decodeBytes(%d) = %d, decodeJPEG allocated %d", s, est, got)
+				}
+			})
+		}
+	}
+}
