@@ -99,6 +99,7 @@ type jpegGeometry struct {
 	cw, ch       [4]int // blocks a non-interleaved scan of the component codes
 }
 
+// newJPEGGeometry lays out the blocks of the frame ji describes for a decode at 1/scale.
 func newJPEGGeometry(ji jpegInfo, scale int) jpegGeometry {
 	g := jpegGeometry{scale: scale, hmax: 1, vmax: 1, nf: ji.Components, h: ji.H, v: ji.V}
 	for i := 0; i < ji.Components; i++ {
@@ -192,6 +193,7 @@ func (g jpegGeometry) sampleIndex(i, n int, horizontal bool) []int {
 	return idx
 }
 
+// ceilDiv is a/b rounded up, for positive a and b.
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // readJPEGInfo parses markers up to the first SOS and returns the frame header. It allocates
@@ -348,6 +350,7 @@ type bitReader struct {
 	stuck bool // at a marker or the end of data
 }
 
+// reset starts reading entropy-coded data at data[pos].
 func (br *bitReader) reset(data []byte, pos int) {
 	*br = bitReader{data: data, pos: pos}
 }
@@ -396,6 +399,7 @@ func (br *bitReader) huff(t *huffTable) (sym byte, ok bool) {
 	return br.huffSlow(t)
 }
 
+// huffSlow decodes a code longer than huffLookBits from the canonical-code limits.
 func (br *bitReader) huffSlow(t *huffTable) (byte, bool) {
 	for l := huffLookBits + 1; l <= 16; l++ {
 		c := int32(br.acc>>(br.n-uint(l))) & (1<<l - 1)
@@ -497,6 +501,7 @@ type jpegDecoder struct {
 	blk         [64]int32
 }
 
+// info is the frame header read so far.
 func (d *jpegDecoder) info() jpegInfo {
 	ji := jpegInfo{Width: d.width, Height: d.height, Components: d.nf, Progressive: d.progressive}
 	for i := 0; i < d.nf; i++ {
@@ -813,6 +818,7 @@ func (d *jpegDecoder) parseSOS(p []byte) (*jpegScan, error) {
 	return s, d.checkTables(s)
 }
 
+// component finds the frame component a scan names by id; nil if there is none.
 func (d *jpegDecoder) component(id byte) *jpegComponent {
 	for i := 0; i < d.nf; i++ {
 		if d.comps[i].id == id {
@@ -880,6 +886,7 @@ func (d *jpegDecoder) decodeScan(s *jpegScan) error {
 	return nil
 }
 
+// index is the position of c among d's components.
 func (c *jpegComponent) index(d *jpegDecoder) int {
 	for i := range d.comps {
 		if &d.comps[i] == c {
@@ -948,6 +955,7 @@ func (d *jpegDecoder) mcu(s *jpegScan, mx, my int) error {
 	return nil
 }
 
+// block decodes (or paints) block bx, by of component c as the scan's mode says.
 func (d *jpegDecoder) block(s *jpegScan, c *jpegComponent, bx, by int) error {
 	switch s.mode {
 	case scanBaseline:
