@@ -998,6 +998,13 @@ func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) er
 	q := &d.qt[c.tq]
 	blk := &d.blk
 	blk[0] = c.pred * q[0]
+	if c.ncoef == 1 {
+		if err := d.br.skipAC(&d.ac[c.ta]); err != nil {
+			return err
+		}
+		dst[0] = dcSample(blk[0])
+		return nil
+	}
 	last, err := d.baselineAC(&d.ac[c.ta], q)
 	if err != nil {
 		return err
@@ -1071,6 +1078,46 @@ func (d *jpegDecoder) baselineAC(ac *huffTable, q *[64]int32) (int, error) {
 	}
 	br.acc, br.n = acc, n
 	return last, nil
+}
+
+// skipAC reads past the AC coefficients of a sequential block whose component is decoded
+// at one sample per block: the same walk as baselineAC without storing anything.
+func (br *bitReader) skipAC(ac *huffTable) error {
+	acc, n := br.acc, br.n
+	for k := 1; k < 64; k++ {
+		if n < 32 {
+			br.acc, br.n = acc, n
+			br.fill()
+			acc, n = br.acc, br.n
+		}
+		i := (acc >> (n - huffLookBits)) & (1<<huffLookBits - 1)
+		if f := ac.fast[i]; f != 0 {
+			n -= uint(f & 255)
+			k += int(f>>8) & 255
+			continue
+		}
+
+		var rs byte
+		if e := ac.lut[i]; e != 0 {
+			n -= uint(e >> 8)
+			rs = byte(e)
+		} else {
+			br.acc, br.n = acc, n
+			sym, ok := br.huffSlow(ac)
+			if !ok {
+				return errBadCode
+			}
+			acc, n, rs = br.acc, br.n, sym
+		}
+		r, s := int(rs>>4), uint(rs&15)
+		if s == 0 && r != 15 {
+			break
+		}
+		k += r
+		n -= s
+	}
+	br.acc, br.n = acc, n
+	return nil
 }
 
 // storeBlock runs the inverse DCT of d.blk for the scale; last is the zigzag index of the
