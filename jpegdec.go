@@ -227,7 +227,7 @@ func decodeJPEG(data []byte, scale int) (image.Image, error) {
 	default:
 		return nil, fmt.Errorf("decode jpeg at 1/%d: %w", scale, errJPEGScale)
 	}
-	d := &jpegDecoder{data: data, scale: scale}
+	d := &jpegDecoder{data: data, scale: scale, huff: new(jpegHuffTables)}
 	err := d.run()
 	if err == nil && d.scans == 0 {
 		err = fmt.Errorf("jpeg has no scan: %w", errJPEGFormat)
@@ -475,6 +475,11 @@ type jpegScan struct {
 	eobrun int
 }
 
+// jpegHuffTables are the Huffman tables a decode has defined, by class and id.
+type jpegHuffTables struct {
+	dc, ac [4]huffTable
+}
+
 // jpegDecoder holds one decode. It is used by a single goroutine.
 type jpegDecoder struct {
 	data       []byte
@@ -491,8 +496,8 @@ type jpegDecoder struct {
 	jfif        bool
 	adobe       bool
 	transform   byte
-	qt          [4][64]int32 // natural order
-	dc, ac      [4]huffTable
+	qt          [4][64]int32    // natural order
+	huff        *jpegHuffTables // nil when only the header is read
 	restart     int
 	scans       int // scans whose decoding started
 	sawEOI      bool
@@ -570,9 +575,9 @@ func (d *jpegDecoder) handle(m byte, seg []byte) error {
 	switch {
 	case m == 0xC0 || m == 0xC1 || m == 0xC2:
 		return d.parseSOF(seg, m == 0xC2)
-	case m == 0xC4:
+	case m == 0xC4 && !d.headerOnly:
 		return d.parseDHT(seg)
-	case m == 0xDB:
+	case m == 0xDB && !d.headerOnly:
 		return d.parseDQT(seg)
 	case m == 0xDD:
 		return d.parseDRI(seg)
@@ -686,9 +691,9 @@ func (d *jpegDecoder) parseDHT(p []byte) error {
 		if total > 256 || len(p) < 17+total {
 			return fmt.Errorf("jpeg huffman table size: %w", errJPEGFormat)
 		}
-		t := &d.dc[id]
+		t := &d.huff.dc[id]
 		if class == 1 {
-			t = &d.ac[id]
+			t = &d.huff.ac[id]
 		}
 		if err := t.build(p[1:17], p[17:17+total]); err != nil {
 			return err
@@ -857,7 +862,7 @@ func (d *jpegDecoder) checkTables(s *jpegScan) error {
 	needDC := s.mode == scanBaseline || s.mode == scanDCFirst
 	needAC := s.mode == scanBaseline || s.mode == scanACFirst || s.mode == scanACRefine
 	for _, c := range s.comps {
-		if (needDC && !d.dc[c.td].defined) || (needAC && !d.ac[c.ta].defined) {
+		if (needDC && !d.huff.dc[c.td].defined) || (needAC && !d.huff.ac[c.ta].defined) {
 			return fmt.Errorf("jpeg scan uses an undefined huffman table: %w", errJPEGFormat)
 		}
 	}
@@ -990,7 +995,7 @@ var (
 // baselineBlock decodes one sequential block (F.2.2) and writes its samples to dst.
 func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) error {
 	br := &d.br
-	t, ok := br.huff(&d.dc[c.td])
+	t, ok := br.huff(&d.huff.dc[c.td])
 	if !ok || t > 15 {
 		return errBadCode
 	}
@@ -999,13 +1004,13 @@ func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) er
 	blk := &d.blk
 	blk[0] = c.pred * q[0]
 	if c.ncoef == 1 {
-		if err := d.br.skipAC(&d.ac[c.ta]); err != nil {
+		if err := d.br.skipAC(&d.huff.ac[c.ta]); err != nil {
 			return err
 		}
 		dst[0] = dcSample(blk[0])
 		return nil
 	}
-	last, err := d.baselineAC(&d.ac[c.ta], q)
+	last, err := d.baselineAC(&d.huff.ac[c.ta], q)
 	if err != nil {
 		return err
 	}
@@ -1141,7 +1146,7 @@ func (d *jpegDecoder) storeBlock(dst []byte, stride, bsx, bsy, last int) {
 
 // dcFirst decodes the first DC scan of a progressive block (G.1.2.1).
 func (d *jpegDecoder) dcFirst(c *jpegComponent, coef []int16, al uint) error {
-	t, ok := d.br.huff(&d.dc[c.td])
+	t, ok := d.br.huff(&d.huff.dc[c.td])
 	if !ok || t > 15 {
 		return errBadCode
 	}
@@ -1157,7 +1162,7 @@ func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16, nz *u
 		return nil
 	}
 	br := &d.br
-	t := &d.ac[c.ta]
+	t := &d.huff.ac[c.ta]
 	for k := s.ss; k <= s.se; k++ {
 		rs, ok := br.huff(t)
 		if !ok {
@@ -1190,7 +1195,7 @@ func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16, nz *u
 // coefficient already nonzero, and new coefficients of magnitude 1 << al.
 func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16, nz *uint64) error {
 	br := &d.br
-	t := &d.ac[c.ta]
+	t := &d.huff.ac[c.ta]
 	p1, m1 := int16(1)<<s.al, int16(-1)<<s.al
 	k := s.ss
 	for s.eobrun == 0 && k <= s.se {

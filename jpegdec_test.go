@@ -854,3 +854,26 @@ func TestDecodeBytesEstimate(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkReadJPEGInfo(b *testing.B) {
+	data, err := os.ReadFile(benchPhotos[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("katana", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := readJPEGInfo(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("stdlib-DecodeConfig", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := jpeg.DecodeConfig(bytes.NewReader(data)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
