@@ -683,65 +683,136 @@ func (bw *bitWriter) write(v uint32, n uint) {
 	}
 }
 
-// makeDCOnlyJPEG writes a baseline JPEG of w×h whose blocks carry only a DC coefficient, so
-// every block decodes to one flat level at any scale. The quantiser is 8, making a level
-// exact; DC categories use 4-bit codes and the AC table holds only EOB (code 0).
-func makeDCOnlyJPEG(w, h int, comps []synthComp, adobeTransform int) []byte {
-	seg := func(marker byte, payload []byte) []byte {
-		n := len(payload) + 2
-		return append([]byte{0xFF, marker, byte(n >> 8), byte(n)}, payload...)
-	}
+// synthOptions shapes a synthetic file: an Adobe APP14 transform (-1 for none), a
+// progressive frame (one DC scan, then one AC scan of EOBs per component), and a restart
+// interval in MCUs (0 for none).
+type synthOptions struct {
+	adobe       int
+	progressive bool
+	restart     int
+}
+
+// makeDCOnlyJPEG writes a JPEG of w×h whose blocks carry only a DC coefficient, so every
+// block decodes to one flat level at any scale. The quantiser is 8, making a level exact; DC
+// categories use 4-bit codes and the AC table holds only EOB (code 0).
+func makeDCOnlyJPEG(w, h int, comps []synthComp, o synthOptions) []byte {
 	out := []byte{0xFF, 0xD8}
-	if adobeTransform >= 0 {
-		out = append(out, seg(0xEE, []byte("Adobe\x00\x64\x00\x00\x00\x00"+
-			string(rune(adobeTransform))))...)
+	if o.adobe >= 0 {
+		out = appendSegment(out, 0xEE, []byte("Adobe\x00\x64\x00\x00\x00\x00"+
+			string(rune(o.adobe))))
 	}
 	dqt := []byte{0}
 	for i := 0; i < 64; i++ {
 		dqt = append(dqt, 8)
 	}
-	out = append(out, seg(0xDB, dqt)...)
+	out = appendSegment(out, 0xDB, dqt)
 	sof := []byte{8, byte(h >> 8), byte(h), byte(w >> 8), byte(w), byte(len(comps))}
 	hmax, vmax := 1, 1
 	for _, c := range comps {
 		sof = append(sof, c.id, byte(c.h<<4|c.v), 0)
 		hmax, vmax = max(hmax, c.h), max(vmax, c.v)
 	}
-	out = append(out, seg(0xC0, sof)...)
+	sofMarker := byte(0xC0)
+	if o.progressive {
+		sofMarker = 0xC2
+	}
+	out = appendSegment(out, sofMarker, sof)
 	dht := append([]byte{0x00, 0, 0, 0, 12}, make([]byte, 12)...)
 	for i := 0; i < 12; i++ {
 		dht = append(dht, byte(i))
 	}
 	dht = append(dht, 0x10, 1)
 	dht = append(dht, make([]byte, 15)...)
-	dht = append(dht, 0x00)
-	out = append(out, seg(0xC4, dht)...)
+	out = appendSegment(out, 0xC4, append(dht, 0x00))
+	if o.restart > 0 {
+		out = appendSegment(out, 0xDD, []byte{byte(o.restart >> 8), byte(o.restart)})
+	}
+
+	se := byte(63)
+	if o.progressive {
+		se = 0
+	}
 	sos := []byte{byte(len(comps))}
 	for _, c := range comps {
 		sos = append(sos, c.id, 0x00)
 	}
-	out = append(out, seg(0xDA, append(sos, 0, 63, 0))...)
+	out = appendSegment(out, 0xDA, append(sos, 0, se, 0))
+	out = append(out, synthDCScan(w, h, comps, !o.progressive, o.restart)...)
+	for i := 0; o.progressive && i < len(comps); i++ {
+		out = appendSegment(out, 0xDA, []byte{1, comps[i].id, 0x00, 1, 63, 0})
+		out = append(out, synthEOBScan(w, h, comps, i, o.restart)...)
+	}
+	return append(out, 0xFF, 0xD9)
+}
 
+func appendSegment(out []byte, marker byte, payload []byte) []byte {
+	n := len(payload) + 2
+	return append(append(out, 0xFF, marker, byte(n>>8), byte(n)), payload...)
+}
+
+// synthDCScan codes every MCU's DC levels, each block followed by an EOB when eob is set,
+// with an RST marker every restart MCUs.
+func synthDCScan(w, h int, comps []synthComp, eob bool, restart int) []byte {
+	hmax, vmax := 1, 1
+	for _, c := range comps {
+		hmax, vmax = max(hmax, c.h), max(vmax, c.v)
+	}
 	var bw bitWriter
 	pred := make([]int, len(comps))
-	for my := 0; my < ceilDiv(h, 8*vmax); my++ {
-		for mx := 0; mx < ceilDiv(w, 8*hmax); mx++ {
-			for i, c := range comps {
-				for v := 0; v < c.v; v++ {
-					for u := 0; u < c.h; u++ {
-						dc := c.level(mx*c.h+u, my*c.v+v) - 128
-						writeDC(&bw, dc-pred[i])
-						pred[i] = dc
-						bw.write(0, 1) // EOB
+	mcus, perRow := ceilDiv(h, 8*vmax)*ceilDiv(w, 8*hmax), ceilDiv(w, 8*hmax)
+	for m := 0; m < mcus; m++ {
+		if restart > 0 && m > 0 && m%restart == 0 {
+			bw.restart(m/restart - 1)
+			clear(pred)
+		}
+		mx, my := m%perRow, m/perRow
+		for i, c := range comps {
+			for v := 0; v < c.v; v++ {
+				for u := 0; u < c.h; u++ {
+					dc := c.level(mx*c.h+u, my*c.v+v) - 128
+					writeDC(&bw, dc-pred[i])
+					pred[i] = dc
+					if eob {
+						bw.write(0, 1)
 					}
 				}
 			}
 		}
 	}
+	bw.pad()
+	return bw.out
+}
+
+// synthEOBScan codes a progressive AC scan of component i whose every block is one EOB.
+func synthEOBScan(w, h int, comps []synthComp, i, restart int) []byte {
+	hmax, vmax := 1, 1
+	for _, c := range comps {
+		hmax, vmax = max(hmax, c.h), max(vmax, c.v)
+	}
+	bx := ceilDiv(ceilDiv(w*comps[i].h, hmax), 8)
+	by := ceilDiv(ceilDiv(h*comps[i].v, vmax), 8)
+	var bw bitWriter
+	for b := 0; b < bx*by; b++ {
+		if restart > 0 && b > 0 && b%restart == 0 {
+			bw.restart(b/restart - 1)
+		}
+		bw.write(0, 1)
+	}
+	bw.pad()
+	return bw.out
+}
+
+// pad fills the last byte with 1 bits.
+func (bw *bitWriter) pad() {
 	for bw.nacc != 0 {
 		bw.write(1, 1)
 	}
-	return append(append(out, bw.out...), 0xFF, 0xD9)
+}
+
+// restart pads the data and appends RSTn, n being the restart count modulo 8.
+func (bw *bitWriter) restart(n int) {
+	bw.pad()
+	bw.out = append(bw.out, 0xFF, 0xD0+byte(n%8))
 }
 
 // writeDC codes a DC difference: its 4-bit category, then the magnitude bits (F.1.2.1).
@@ -758,29 +829,50 @@ func writeDC(bw *bitWriter, diff int) {
 }
 
 // TestDecodeJPEGOddSampling decodes synthetic files whose sampling image.YCbCr cannot
-// describe (3×1 luma, luma sparser than chroma, Cb and Cr differing) and a subsampled CMYK
-// file, at every scale, and checks every pixel against the block levels it was made from.
+// describe (3×1 luma, luma sparser than chroma, Cb and Cr differing), a subsampled CMYK
+// file, and sequential and progressive files with restart intervals, at every scale, and
+// checks every pixel against the block levels it was made from.
 func TestDecodeJPEGOddSampling(t *testing.T) {
 	lv := func(seed int) func(bx, by int) int {
 		return func(bx, by int) int { return 40 + (bx*37+by*91+seed*53)%180 }
 	}
+	y3x1 := []synthComp{{1, 3, 1, lv(0)}, {2, 1, 1, lv(1)}, {3, 1, 1, lv(2)}}
+	y420 := []synthComp{{1, 2, 2, lv(0)}, {2, 1, 1, lv(1)}, {3, 1, 1, lv(2)}}
 	tests := []struct {
 		name  string
 		w, h  int
 		comps []synthComp
-		adobe int
+		opt   synthOptions
 	}{
-		{"ycbcr-3x1", 52, 20, []synthComp{{1, 3, 1, lv(0)}, {2, 1, 1, lv(1)}, {3, 1, 1, lv(2)}}, -1},
-		{"ycbcr-1x3", 20, 52, []synthComp{{1, 1, 3, lv(0)}, {2, 1, 1, lv(1)}, {3, 1, 1, lv(2)}}, -1},
+		{"ycbcr-3x1", 52, 20, y3x1, synthOptions{adobe: -1}},
+		{"ycbcr-1x3", 20, 52, []synthComp{{1, 1, 3, lv(0)}, {2, 1, 1, lv(1)},
+			{3, 1, 1, lv(2)}}, synthOptions{adobe: -1}},
 		{"ycbcr-chroma-denser", 40, 24, []synthComp{{1, 1, 1, lv(0)}, {2, 2, 2, lv(1)},
-			{3, 2, 2, lv(2)}}, -1},
+			{3, 2, 2, lv(2)}}, synthOptions{adobe: -1}},
 		{"ycbcr-cb-cr-differ", 40, 24, []synthComp{{1, 2, 2, lv(0)}, {2, 1, 2, lv(1)},
-			{3, 2, 1, lv(2)}}, -1},
+			{3, 2, 1, lv(2)}}, synthOptions{adobe: -1}},
 		{"cmyk-2x1-k1x1", 40, 24, []synthComp{{1, 2, 1, lv(0)}, {2, 2, 1, lv(1)},
-			{3, 2, 1, lv(2)}, {4, 1, 1, lv(3)}}, 0},
+			{3, 2, 1, lv(2)}, {4, 1, 1, lv(3)}}, synthOptions{adobe: 0}},
+		{"ycbcr-3x1-restart-3", 100, 20, y3x1, synthOptions{adobe: -1, restart: 3}},
+		{"progressive-420-restart-5", 70, 50, y420,
+			synthOptions{adobe: -1, progressive: true, restart: 5}},
+		{"progressive-3x1-restart-1", 52, 20, y3x1,
+			synthOptions{adobe: -1, progressive: true, restart: 1}},
 	}
 	for _, tt := range tests {
-		data := makeDCOnlyJPEG(tt.w, tt.h, tt.comps, tt.adobe)
+		data := makeDCOnlyJPEG(tt.w, tt.h, tt.comps, tt.opt)
+		if tt.opt.restart > 0 && !bytes.Contains(data, []byte{0xFF, 0xD1}) {
+			t.Fatalf("%s has no RST1 marker", tt.name)
+		}
+		if ref, err := jpeg.Decode(bytes.NewReader(data)); err == nil {
+			got, err := decodeJPEG(data, 1)
+			if err != nil {
+				t.Fatalf("decodeJPEG(%s, 1) error = %v", tt.name, err)
+			}
+			if d := comparePixels(rgbaOf(got), rgbaOf(ref)); d.max > 3 {
+				t.Errorf("decodeJPEG(%s, 1) differs from image/jpeg by %d, want ≤ 3", tt.name, d.max)
+			}
+		}
 		for _, s := range []int{1, 2, 4, 8} {
 			t.Run(fmt.Sprintf("%s/1:%d", tt.name, s), func(t *testing.T) {
 				img, err := decodeJPEG(data, s)
