@@ -500,6 +500,10 @@ func FuzzDecodeJPEG(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	lv := func(bx, by int) int { return 30 + (bx*29+by*71)%190 }
+	y3x1 := []synthComp{{1, 3, 1, lv}, {2, 1, 1, lv}, {3, 1, 1, lv}}
+	f.Add(makeDCOnlyJPEG(40, 20, y3x1, synthOptions{adobe: -1, progressive: true, restart: 2}))
+	f.Add(makeDCOnlyJPEG(40, 20, y3x1, synthOptions{adobe: 2, restart: 1}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		info, err := readJPEGInfo(data)
 		if err != nil || info.Width*info.Height > 1<<20 {
