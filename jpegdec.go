@@ -1247,23 +1247,29 @@ func (br *bitReader) refineRun(coef []int16, nz uint64, k, se, r int, p1, m1 int
 		end = bits.TrailingZeros64(zeros)
 	}
 
+	// The correction bits come in coefficient order, up to 32 at a time.
 	acc, n := br.acc, br.n
-	for m := nz & band & (uint64(1)<<end - 1); m != 0; m &= m - 1 {
-		if n == 0 {
+	for m := nz & band & (uint64(1)<<end - 1); m != 0; {
+		if n < 32 {
 			br.acc, br.n = acc, n
 			br.fill()
 			acc, n = br.acc, br.n
 		}
-		n--
-		i := bits.TrailingZeros64(m)
-		if i >= len(coef) {
-			continue // a coefficient the scale does not need: its bit is read and dropped
-		}
-		if z := &coef[i]; (acc>>n)&1 != 0 && *z&p1 == 0 {
-			if *z > 0 {
-				*z += p1
-			} else {
-				*z += m1
+		take := uint(min(bits.OnesCount64(m), 32))
+		n -= take
+		chunk := acc >> n
+		for j := int(take) - 1; j >= 0; j-- {
+			i := bits.TrailingZeros64(m)
+			m &= m - 1
+			if chunk>>uint(j)&1 == 0 || i >= len(coef) {
+				continue // no correction, or a coefficient the scale does not keep
+			}
+			if z := &coef[i]; *z&p1 == 0 {
+				if *z > 0 {
+					*z += p1
+				} else {
+					*z += m1
+				}
 			}
 		}
 	}
@@ -1302,33 +1308,37 @@ func (d *jpegDecoder) reconstruct() {
 		bw, bh := d.geo.bw[i], d.geo.bh[i]
 		for by := 0; by < bh; by++ {
 			for bx := 0; bx < bw; bx++ {
-				coef := c.coef[(by*bw+bx)*n:][:n]
-				last := d.loadBlock(coef, q)
+				b := by*bw + bx
+				coef := c.coef[b*n:][:n]
+				var nz uint64
+				if c.nz != nil {
+					nz = c.nz[b]
+				}
+				last := d.loadBlock(coef, nz, q)
 				d.storeBlock(c.pix[by*c.bsy*c.stride+bx*c.bsx:], c.stride, c.bsx, c.bsy, last)
 			}
 		}
 	}
 }
 
-// loadBlock dequantizes the kept coefficients into d.blk and returns 0 when only the DC is
-// nonzero (a positive number otherwise), as storeBlock wants. Positions past the kept ones
-// may hold stale values; the reduced inverse DCT of the component never reads them.
-func (d *jpegDecoder) loadBlock(coef []int16, q *[64]int32) int {
+// loadBlock dequantizes the kept coefficients into d.blk, which it clears first, visiting
+// only those nz marks as nonzero, and returns 0 when only the DC is nonzero (a positive
+// number otherwise), as storeBlock wants.
+func (d *jpegDecoder) loadBlock(coef []int16, nz uint64, q *[64]int32) int {
 	blk := &d.blk
+	*blk = [64]int32{}
 	blk[0] = int32(coef[0]) * q[0]
-	if len(coef) == 1 {
-		return 0
+	if len(coef) < 64 {
+		nz &= uint64(1)<<len(coef) - 1
 	}
-	var any int16
-	for k := 1; k < len(coef) && k < 64; k++ {
-		any |= coef[k]
+	any := 0
+	for m := nz &^ 1; m != 0; m &= m - 1 {
+		k := bits.TrailingZeros64(m)
 		z := zigzag[k]
 		blk[z] = int32(coef[k]) * q[z]
+		any = 1
 	}
-	if any == 0 {
-		return 0
-	}
-	return 1
+	return any
 }
 
 // image wraps the decoded planes in the image type the colour kind calls for.
