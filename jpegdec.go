@@ -1239,6 +1239,9 @@ func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16, nz *
 func (br *bitReader) refineRun(coef []int16, nz uint64, k, se, r int, p1, m1 int16) int {
 	band := (uint64(1)<<(se+1) - 1) &^ (uint64(1)<<k - 1)
 	zeros := ^nz & band
+	if r >= bits.OnesCount64(zeros) {
+		zeros = 0 // the run covers the rest of the band
+	}
 	for ; r > 0 && zeros != 0; r-- {
 		zeros &= zeros - 1
 	}
