@@ -387,12 +387,25 @@ func (br *bitReader) overrun() bool {
 }
 
 // huff decodes one symbol; ok is false for a bit pattern that is no code of t.
+// It is small enough to inline; refills and long codes go through huffFill.
 func (br *bitReader) huff(t *huffTable) (sym byte, ok bool) {
+	if br.n >= 16 {
+		if e := t.lut[(br.acc>>(br.n-huffLookBits))&(1<<huffLookBits-1)]; e != 0 {
+			br.n -= uint(e >> 8)
+			return byte(e), true
+		}
+	}
+	return br.huffFill(t)
+}
+
+// huffFill is huff's slow path: refill, then the look-up table or the long-code limits.
+//
+//go:noinline
+func (br *bitReader) huffFill(t *huffTable) (byte, bool) {
 	if br.n < 16 {
 		br.fill()
 	}
-	e := t.lut[(br.acc>>(br.n-huffLookBits))&(1<<huffLookBits-1)]
-	if e != 0 {
+	if e := t.lut[(br.acc>>(br.n-huffLookBits))&(1<<huffLookBits-1)]; e != 0 {
 		br.n -= uint(e >> 8)
 		return byte(e), true
 	}
@@ -415,14 +428,34 @@ func (br *bitReader) huffSlow(t *huffTable) (byte, bool) {
 	return 0, false
 }
 
+// acSymbol decodes one progressive AC symbol and reads the raw bits that follow it: the
+// magnitude bits of a coefficient (rs&15 of them), or the run-length bits of an EOB run
+// (rs>>4 of them when rs&15 is 0). One call per symbol keeps the band loops light.
+func (br *bitReader) acSymbol(t *huffTable) (rs byte, extra int32, ok bool) {
+	if br.n < 32 { // a code (≤ 16 bits) and its extra bits (≤ 15) fit in 32
+		br.fill()
+	}
+	if e := t.lut[(br.acc>>(br.n-huffLookBits))&(1<<huffLookBits-1)]; e != 0 {
+		br.n -= uint(e >> 8)
+		rs = byte(e)
+	} else if rs, ok = br.huffSlow(t); !ok {
+		return 0, 0, false
+	}
+	nb := uint(rs & 15)
+	if nb == 0 && rs>>4 < 15 {
+		nb = uint(rs >> 4)
+	}
+	br.n -= nb
+	return rs, int32(br.acc>>br.n) & (1<<nb - 1), true
+}
+
 // receive reads s (at most 16) raw bits.
 func (br *bitReader) receive(s uint) int32 {
 	if br.n < s {
 		br.fill()
 	}
-	v := int32(br.acc>>(br.n-s)) & (1<<s - 1)
 	br.n -= s
-	return v
+	return int32(br.acc>>br.n) & (1<<s - 1)
 }
 
 // receiveExtend reads an s-bit magnitude category value and gives its signed value (F.2.2.1).
@@ -1164,14 +1197,14 @@ func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16, nz *u
 	br := &d.br
 	t := &d.huff.ac[c.ta]
 	for k := s.ss; k <= s.se; k++ {
-		rs, ok := br.huff(t)
+		rs, v, ok := br.acSymbol(t)
 		if !ok {
 			return errBadCode
 		}
 		r, sz := int(rs>>4), uint(rs&15)
 		if sz == 0 {
 			if r < 15 {
-				s.eobrun = 1<<r - 1 + int(br.receive(uint(r)))
+				s.eobrun = 1<<r - 1 + int(v)
 				return nil
 			}
 			k += 15
@@ -1181,7 +1214,10 @@ func (d *jpegDecoder) acFirst(s *jpegScan, c *jpegComponent, coef []int16, nz *u
 		if k > s.se {
 			return fmt.Errorf("jpeg coefficient run past the band: %w", errJPEGFormat)
 		}
-		if v := int16(br.receiveExtend(sz) << s.al); v != 0 {
+		if v < 1<<(sz-1) {
+			v -= 1<<sz - 1
+		}
+		if v := int16(v << s.al); v != 0 {
 			if k < len(coef) {
 				coef[k] = v
 			}
@@ -1199,21 +1235,21 @@ func (d *jpegDecoder) acRefine(s *jpegScan, c *jpegComponent, coef []int16, nz *
 	p1, m1 := int16(1)<<s.al, int16(-1)<<s.al
 	k := s.ss
 	for s.eobrun == 0 && k <= s.se {
-		rs, ok := br.huff(t)
+		rs, extra, ok := br.acSymbol(t)
 		if !ok {
 			return errBadCode
 		}
 		r, sz := int(rs>>4), rs&15
 		var val int16
 		switch {
-		case sz == 1 && br.receive(1) != 0:
+		case sz == 1 && extra != 0:
 			val = p1
 		case sz == 1:
 			val = m1
 		case sz != 0:
 			return fmt.Errorf("jpeg refinement magnitude %d: %w", sz, errJPEGFormat)
 		case r < 15:
-			s.eobrun = 1<<r + int(br.receive(uint(r)))
+			s.eobrun = 1<<r + int(extra)
 			continue // the loop ends; the rest of the band is refined below
 		}
 		k = br.refineRun(coef, *nz, k, s.se, r, p1, m1)
