@@ -386,33 +386,8 @@ func (br *bitReader) overrun() bool {
 	return br.fake > 0 && br.pos >= len(br.data) && uint(br.fake)*8 > br.n
 }
 
-// huff decodes one symbol; ok is false for a bit pattern that is no code of t.
-// It is small enough to inline; refills and long codes go through huffFill.
-func (br *bitReader) huff(t *huffTable) (sym byte, ok bool) {
-	if br.n >= 16 {
-		if e := t.lut[(br.acc>>(br.n-huffLookBits))&(1<<huffLookBits-1)]; e != 0 {
-			br.n -= uint(e >> 8)
-			return byte(e), true
-		}
-	}
-	return br.huffFill(t)
-}
-
-// huffFill is huff's slow path: refill, then the look-up table or the long-code limits.
-//
-//go:noinline
-func (br *bitReader) huffFill(t *huffTable) (byte, bool) {
-	if br.n < 16 {
-		br.fill()
-	}
-	if e := t.lut[(br.acc>>(br.n-huffLookBits))&(1<<huffLookBits-1)]; e != 0 {
-		br.n -= uint(e >> 8)
-		return byte(e), true
-	}
-	return br.huffSlow(t)
-}
-
-// huffSlow decodes a code longer than huffLookBits from the canonical-code limits.
+// huffSlow decodes a code longer than huffLookBits from the canonical-code limits; the
+// accumulator must hold at least 16 bits.
 func (br *bitReader) huffSlow(t *huffTable) (byte, bool) {
 	for l := huffLookBits + 1; l <= 16; l++ {
 		c := int32(br.acc>>(br.n-uint(l))) & (1<<l - 1)
@@ -449,6 +424,33 @@ func (br *bitReader) acSymbol(t *huffTable) (rs byte, extra int32, ok bool) {
 	return rs, int32(br.acc>>br.n) & (1<<nb - 1), true
 }
 
+// dcDiff decodes one DC difference: its magnitude category, then the extended value
+// (F.2.2.1). ok is false for a bad code or a category above 15.
+func (br *bitReader) dcDiff(t *huffTable) (diff int32, ok bool) {
+	if br.n < 32 {
+		br.fill()
+	}
+	var s byte
+	if e := t.lut[(br.acc>>(br.n-huffLookBits))&(1<<huffLookBits-1)]; e != 0 {
+		br.n -= uint(e >> 8)
+		s = byte(e)
+	} else if s, ok = br.huffSlow(t); !ok {
+		return 0, false
+	}
+	if s > 15 {
+		return 0, false
+	}
+	if s == 0 {
+		return 0, true
+	}
+	br.n -= uint(s)
+	v := int32(br.acc>>br.n) & (1<<s - 1)
+	if v < 1<<(s-1) {
+		v -= 1<<s - 1
+	}
+	return v, true
+}
+
 // receive reads s (at most 16) raw bits.
 func (br *bitReader) receive(s uint) int32 {
 	if br.n < s {
@@ -456,18 +458,6 @@ func (br *bitReader) receive(s uint) int32 {
 	}
 	br.n -= s
 	return int32(br.acc>>br.n) & (1<<s - 1)
-}
-
-// receiveExtend reads an s-bit magnitude category value and gives its signed value (F.2.2.1).
-func (br *bitReader) receiveExtend(s uint) int32 {
-	if s == 0 {
-		return 0
-	}
-	v := br.receive(s)
-	if v < 1<<(s-1) {
-		v -= 1<<s - 1
-	}
-	return v
 }
 
 // jpegComponent is one colour component of the frame and its decoded plane.
@@ -1027,12 +1017,11 @@ var (
 
 // baselineBlock decodes one sequential block (F.2.2) and writes its samples to dst.
 func (d *jpegDecoder) baselineBlock(c *jpegComponent, dst []byte, stride int) error {
-	br := &d.br
-	t, ok := br.huff(&d.huff.dc[c.td])
-	if !ok || t > 15 {
+	diff, ok := d.br.dcDiff(&d.huff.dc[c.td])
+	if !ok {
 		return errBadCode
 	}
-	c.pred += br.receiveExtend(uint(t))
+	c.pred += diff
 	q := &d.qt[c.tq]
 	blk := &d.blk
 	blk[0] = c.pred * q[0]
@@ -1179,11 +1168,11 @@ func (d *jpegDecoder) storeBlock(dst []byte, stride, bsx, bsy, last int) {
 
 // dcFirst decodes the first DC scan of a progressive block (G.1.2.1).
 func (d *jpegDecoder) dcFirst(c *jpegComponent, coef []int16, al uint) error {
-	t, ok := d.br.huff(&d.huff.dc[c.td])
-	if !ok || t > 15 {
+	diff, ok := d.br.dcDiff(&d.huff.dc[c.td])
+	if !ok {
 		return errBadCode
 	}
-	c.pred += d.br.receiveExtend(uint(t))
+	c.pred += diff
 	coef[0] = int16(c.pred << al)
 	return nil
 }
