@@ -193,11 +193,16 @@ func TestDecodeJPEGScaled(t *testing.T) {
 					t.Fatalf("decodeJPEG(%s, %d) bounds = %v, want %v",
 						f.name, s, got.Bounds(), want)
 				}
-				// A CMYK file is shrunk in ink values, which convert to RGB nonlinearly, while
-				// the reference is averaged after conversion: allow it 2 dB less.
-				bound := 30.0
+				// Bounds a little under what is achieved: the real photos reach 43-47 dB, the
+				// small, sharp q50 test images 32-34. A CMYK file is shrunk in ink values,
+				// which convert to RGB nonlinearly, while the reference is averaged after
+				// conversion, so it gets less.
+				bound := 32.0
 				if _, ok := ref.(*image.CMYK); ok {
-					bound = 28
+					bound = 29
+				}
+				if strings.HasPrefix(f.name, "flower") {
+					bound = 42
 				}
 				p := psnr(rgbaOf(got), boxShrink(refRGBA, s))
 				t.Logf("%s 1:%d: PSNR %.1f dB", f.name, s, p)
