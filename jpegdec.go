@@ -7,6 +7,7 @@ package main
 // inverse DCT per block (jpegidct.go), so its cost and its pixel buffers shrink with the scale.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"image"
@@ -355,8 +356,20 @@ func (br *bitReader) reset(data []byte, pos int) {
 	*br = bitReader{data: data, pos: pos}
 }
 
-// fill tops the accumulator up to more than 56 bits.
+// fill tops the accumulator up to more than 56 bits. Eight bytes without a 0xFF among them
+// go in at once; otherwise it goes byte by byte.
 func (br *bitReader) fill() {
+	if !br.stuck && br.pos+8 <= len(br.data) {
+		w := binary.BigEndian.Uint64(br.data[br.pos:])
+		const ones, highs = 0x0101010101010101, 0x8080808080808080
+		if (^w-ones)&w&highs == 0 { // no byte of w is 0xFF
+			k := (64 - br.n) / 8
+			br.acc = br.acc<<(8*k) | w>>(64-8*k)
+			br.n += 8 * k
+			br.pos += int(k)
+			return
+		}
+	}
 	for br.n <= 56 {
 		var b byte
 		switch {
