@@ -1160,8 +1160,8 @@ func (br *bitReader) skipAC(ac *huffTable) error {
 	return nil
 }
 
-// storeBlock runs the inverse DCT of d.blk for the scale; last is the zigzag index of the
-// last nonzero coefficient, so a DC-only block is a plain fill.
+// storeBlock writes the bsx×bsy inverse DCT of d.blk to dst; last is 0 when only the DC is
+// nonzero (any other value otherwise), so that such a block is a plain fill.
 func (d *jpegDecoder) storeBlock(dst []byte, stride, bsx, bsy, last int) {
 	if last == 0 || (bsx == 1 && bsy == 1) {
 		fillBlock(dst, stride, bsx, bsy, dcSample(d.blk[0]))

@@ -1,4 +1,4 @@
-// jpegidct.go holds the integer inverse DCTs of jpegdec.go: 8×8, and the reduced 4×4, 2×2, 1×1.
+// jpegidct.go holds the integer inverse DCTs of jpegdec.go: 8×8 and the reduced sizes below it.
 package main
 
 // The 8-point transform below factors the even and odd halves of the 1-D inverse DCT the way
