@@ -552,24 +552,23 @@ func (d *jpegDecoder) info() jpegInfo {
 	return ji
 }
 
-// colorKind applies the usual reading of JFIF, Adobe APP14 and component ids.
+// colorKind reads JFIF, Adobe APP14 and component ids the way image/jpeg does: JFIF means
+// YCbCr; otherwise Adobe transform 0, or ids 'R', 'G', 'B', mean RGB. Four components are
+// YCCK under any nonzero Adobe transform and inverted CMYK otherwise (image/jpeg refuses
+// them without APP14; libjpeg assumes CMYK, and so does this).
 func (d *jpegDecoder) colorKind() jpegColor {
-	switch d.nf {
-	case 1:
+	switch {
+	case d.nf == 1:
 		return jpegGray
-	case 4:
-		if d.adobe && d.transform == 2 {
-			return jpegYCCK
-		}
+	case d.nf == 4 && d.adobe && d.transform != 0:
+		return jpegYCCK
+	case d.nf == 4:
 		return jpegCMYK
-	}
-	if d.adobe {
-		if d.transform == 0 {
-			return jpegRGB
-		}
+	case d.jfif:
 		return jpegYCbCr
-	}
-	if !d.jfif && d.comps[0].id == 'R' && d.comps[1].id == 'G' && d.comps[2].id == 'B' {
+	case d.adobe && d.transform == 0:
+		return jpegRGB
+	case d.comps[0].id == 'R' && d.comps[1].id == 'G' && d.comps[2].id == 'B':
 		return jpegRGB
 	}
 	return jpegYCbCr

@@ -724,6 +724,7 @@ type synthOptions struct {
 	adobe       int
 	progressive bool
 	restart     int
+	jfif        bool
 }
 
 // makeDCOnlyJPEG writes a JPEG of w×h whose blocks carry only a DC coefficient, so every
@@ -731,6 +732,9 @@ type synthOptions struct {
 // categories use 4-bit codes and the AC table holds only EOB (code 0).
 func makeDCOnlyJPEG(w, h int, comps []synthComp, o synthOptions) []byte {
 	out := []byte{0xFF, 0xD8}
+	if o.jfif {
+		out = appendSegment(out, 0xE0, []byte("JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"))
+	}
 	if o.adobe >= 0 {
 		out = appendSegment(out, 0xEE, []byte("Adobe\x00\x64\x00\x00\x00\x00"+
 			string(rune(o.adobe))))
@@ -1002,4 +1006,55 @@ func BenchmarkReadJPEGInfo(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestDecodeJPEGColourRules checks how JFIF, Adobe APP14 and component ids choose the colour
+// model, against image/jpeg's types and pixels wherever image/jpeg decodes the file.
+func TestDecodeJPEGColourRules(t *testing.T) {
+	lv := func(seed int) func(bx, by int) int {
+		return func(bx, by int) int { return 50 + (bx*41+by*67+seed*29)%150 }
+	}
+	three := func(a, b, c byte) []synthComp {
+		return []synthComp{{a, 1, 1, lv(0)}, {b, 1, 1, lv(1)}, {c, 1, 1, lv(2)}}
+	}
+	four := []synthComp{{1, 1, 1, lv(0)}, {2, 1, 1, lv(1)}, {3, 1, 1, lv(2)}, {4, 1, 1, lv(3)}}
+	tests := []struct {
+		name  string
+		comps []synthComp
+		opt   synthOptions
+		want  string
+	}{
+		{"ids-123", three(1, 2, 3), synthOptions{adobe: -1}, "*image.YCbCr"},
+		{"ids-RGB", three('R', 'G', 'B'), synthOptions{adobe: -1}, "*image.RGBA"},
+		{"jfif-ids-RGB", three('R', 'G', 'B'), synthOptions{adobe: -1, jfif: true}, "*image.YCbCr"},
+		{"adobe-0", three(1, 2, 3), synthOptions{adobe: 0}, "*image.RGBA"},
+		{"adobe-1", three(1, 2, 3), synthOptions{adobe: 1}, "*image.YCbCr"},
+		{"adobe-1-ids-RGB", three('R', 'G', 'B'), synthOptions{adobe: 1}, "*image.RGBA"},
+		{"jfif-adobe-0", three(1, 2, 3), synthOptions{adobe: 0, jfif: true}, "*image.YCbCr"},
+		{"cmyk-adobe-0", four, synthOptions{adobe: 0}, "*image.CMYK"},
+		{"ycck-adobe-1", four, synthOptions{adobe: 1}, "*image.CMYK"},
+		{"ycck-adobe-2", four, synthOptions{adobe: 2}, "*image.CMYK"},
+		{"cmyk-no-adobe", four, synthOptions{adobe: -1}, "*image.CMYK"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := makeDCOnlyJPEG(24, 16, tt.comps, tt.opt)
+			got, err := decodeJPEG(data, 1)
+			if err != nil {
+				t.Fatalf("decodeJPEG(%s) error = %v", tt.name, err)
+			}
+			if typ := fmt.Sprintf("%T", got); typ != tt.want {
+				t.Errorf("decodeJPEG(%s) type = %s, want %s", tt.name, typ, tt.want)
+			}
+			ref, err := jpeg.Decode(bytes.NewReader(data))
+			if err != nil {
+				t.Logf("image/jpeg refuses %s: %v", tt.name, err)
+				return
+			}
+			if d := comparePixels(rgbaOf(got), rgbaOf(ref)); d.max > 1 {
+				t.Errorf("decodeJPEG(%s) differs from image/jpeg (%T) by %d, want ≤ 1",
+					tt.name, ref, d.max)
+			}
+		})
+	}
 }
