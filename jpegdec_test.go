@@ -908,7 +908,8 @@ func TestDecodeJPEGOddSampling(t *testing.T) {
 				t.Fatalf("decodeJPEG(%s, 1) error = %v", tt.name, err)
 			}
 			if d := comparePixels(rgbaOf(got), rgbaOf(ref)); d.max > 3 {
-				t.Errorf("decodeJPEG(%s, 1) differs from image/jpeg by %d, want ≤ 3", tt.name, d.max)
+				t.Errorf("decodeJPEG(%s, 1) differs from image/jpeg by %d, want ≤ 3",
+					tt.name, d.max)
 			}
 		}
 		for _, s := range []int{1, 2, 4, 8} {
