@@ -347,14 +347,14 @@ func compareFrame(t *testing.T, img, ref image.Image, tol int) {
 			want, uniform := at(ref, x*kx, y*ky), true
 			for dy := -ky; dy < 2*ky && uniform; dy++ {
 				for dx := -kx; dx < 2*kx && uniform; dx++ {
-					uniform = near(at(ref, x*kx+dx, y*ky+dy), want, 0)
+					uniform = nearNRGBA(at(ref, x*kx+dx, y*ky+dy), want, 0)
 				}
 			}
 			if !uniform {
 				continue
 			}
 			checked++
-			if got := at(img, x, y); !near(got, want, tol) {
+			if got := at(img, x, y); !nearNRGBA(got, want, tol) {
 				t.Errorf("pixel(%d,%d) = %v, want %v ±%d", x, y, got, want, tol)
 			}
 		}

@@ -93,7 +93,7 @@ func absDiff(a, b uint8) int {
 
 // near reports whether got is within tol of want on every channel; colour channels are
 // ignored when both are fully transparent.
-func near(got, want color.NRGBA, tol int) bool {
+func nearNRGBA(got, want color.NRGBA, tol int) bool {
 	if got.A == 0 && want.A == 0 {
 		return true
 	}
@@ -110,7 +110,7 @@ func wantSize(t *testing.T, img image.Image, w, h int) {
 
 func wantPixel(t *testing.T, img image.Image, x, y int, want color.NRGBA, tol int) {
 	t.Helper()
-	if got := at(img, x, y); !near(got, want, tol) {
+	if got := at(img, x, y); !nearNRGBA(got, want, tol) {
 		t.Errorf("pixel(%d,%d) = %v, want %v ±%d", x, y, got, want, tol)
 	}
 }

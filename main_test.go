@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -15,9 +16,28 @@ import (
 // runApp runs the command line in-process and returns what it printed.
 func runApp(t *testing.T, ctx context.Context, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	var out, errb bytes.Buffer
+	var out, errb syncBuffer
 	err = newApp(&out, &errb).RunContext(ctx, append([]string{"katana"}, args...))
 	return out.String(), errb.String(), err
+}
+
+// syncBuffer is a bytes.Buffer that several loggers may write at once, as
+// they may write to one stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestCLICheck(t *testing.T) {

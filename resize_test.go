@@ -88,7 +88,7 @@ func TestFillGravity(t *testing.T) {
 			}
 			// The crop is exactly one band: every pixel has its colour.
 			all(size(20, 20), everywhere("band colour", func(c color.NRGBA) bool {
-				return near(c, tc.want, tolPNG)
+				return nearNRGBA(c, tc.want, tolPNG)
 			}))(t, out)
 		})
 	}
