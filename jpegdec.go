@@ -218,6 +218,9 @@ func readJPEGInfo(data []byte) (jpegInfo, error) {
 // ceil(w/scale) × ceil(h/scale). It returns *image.Gray for one component, *image.YCbCr for
 // YCbCr (as *image.RGBA when image.YCbCr cannot describe the subsampling), *image.RGBA for
 // RGB-coded files and *image.CMYK for four components, with image/jpeg's colour semantics.
+// At a reduced scale subsampled components are reduced less, up to the output resolution,
+// so a 4:2:0 file at 1/2 comes back as a 4:4:4 *image.YCbCr: callers must read the ratio
+// from the image, not from the file.
 //
 // A file whose entropy-coded data ends early, or that ends without EOI before its last
 // progressive scan, gives both a partial image and an error wrapping errJPEGTruncated: blocks
