@@ -56,7 +56,8 @@ func (ji jpegInfo) decodedSize(scale int) (w, h int) {
 
 // decodeBytes estimates the memory decodeJPEG allocates at the scale: sample planes padded to
 // whole blocks, the coefficient store of a progressive file, and the colour-converted copy
-// when the output type needs one. It is the number to weigh against a memory budget.
+// when the output type needs one. It is the number to weigh against a memory budget; the
+// decoder's fixed tables and scan headers (under 128 KB) come on top.
 func (ji jpegInfo) decodeBytes(scale int) int64 {
 	g := newJPEGGeometry(ji, scale)
 	var planes, coefs int64
@@ -182,6 +183,9 @@ func (g jpegGeometry) subsampleRatio() (r image.YCbCrSubsampleRatio, ok bool) {
 
 // sampleIndex returns, for each of n output columns (or rows), the column (or row) of
 // component i's plane that covers it: the nearest sample, as image/jpeg upsamples.
+//
+// TODO: libjpeg's "fancy" (triangular) chroma upsampling would look smoother on the RGB and
+// CMYK outputs; nearest keeps them identical to image/jpeg, which the tests rely on.
 func (g jpegGeometry) sampleIndex(i, n int, horizontal bool) []int {
 	f, fmax := g.samplesPerMCU(i, horizontal), g.hmax*8/g.scale
 	if !horizontal {
@@ -214,6 +218,9 @@ func readJPEGInfo(data []byte) (jpegInfo, error) {
 // ceil(w/scale) × ceil(h/scale). It returns *image.Gray for one component, *image.YCbCr for
 // YCbCr (as *image.RGBA when image.YCbCr cannot describe the subsampling), *image.RGBA for
 // RGB-coded files and *image.CMYK for four components, with image/jpeg's colour semantics.
+// At a reduced scale subsampled components are reduced less, up to the output resolution,
+// so a 4:2:0 file at 1/2 comes back as a 4:4:4 *image.YCbCr: callers must read the ratio
+// from the image, not from the file.
 //
 // A file whose entropy-coded data ends early, or that ends without EOI before its last
 // progressive scan, gives both a partial image and an error wrapping errJPEGTruncated: blocks
@@ -938,6 +945,10 @@ func (c *jpegComponent) index(d *jpegDecoder) int {
 
 // scanFailed reports a scan that stopped at MCU m. Running out of data, or a bad code past
 // the end of data, is truncation: a sequential scan's remaining blocks are painted gray.
+//
+// TODO: a bad code inside the data fails the whole decode, where libjpeg warns and goes on
+// to the next restart marker; resynchronising there would save images with one damaged
+// interval, if origins turn out to serve such files.
 func (d *jpegDecoder) scanFailed(s *jpegScan, m, perRow, total int, err error) error {
 	if !errors.Is(err, errJPEGTruncated) && !d.br.overrun() {
 		return err
@@ -1340,6 +1351,10 @@ func (d *jpegDecoder) checkComplete(err error) error {
 }
 
 // reconstruct dequantizes the progressive coefficients and writes every block's samples.
+//
+// TODO: it uses the quantisation tables in force at the end of the file; a file that
+// redefined a table between its scans (T.81 allows it, encoders do not do it) would need
+// the table each component had at its first scan.
 func (d *jpegDecoder) reconstruct() {
 	for i := 0; i < d.nf; i++ {
 		c := &d.comps[i]

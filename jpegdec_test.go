@@ -1059,3 +1059,42 @@ func TestDecodeJPEGColourRules(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeJPEGScaledSubsampling pins the subsampling of scaled YCbCr output: chroma is
+// reduced less than luma, up to the output resolution.
+func TestDecodeJPEGScaledSubsampling(t *testing.T) {
+	goroot := filepath.Join(runtime.GOROOT(), "src", "image", "testdata")
+	tests := []struct {
+		path  string
+		scale int
+		want  image.YCbCrSubsampleRatio
+	}{
+		{filepath.Join(goroot, "video-001.q50.420.jpeg"), 1, image.YCbCrSubsampleRatio420},
+		{filepath.Join(goroot, "video-001.q50.420.jpeg"), 2, image.YCbCrSubsampleRatio444},
+		{filepath.Join(goroot, "video-001.q50.420.jpeg"), 8, image.YCbCrSubsampleRatio444},
+		{filepath.Join(goroot, "video-001.q50.422.jpeg"), 4, image.YCbCrSubsampleRatio444},
+		{filepath.Join(goroot, "video-001.q50.410.jpeg"), 1, image.YCbCrSubsampleRatio410},
+		{filepath.Join(goroot, "video-001.q50.410.jpeg"), 2, image.YCbCrSubsampleRatio422},
+		{filepath.Join(goroot, "video-001.q50.410.jpeg"), 4, image.YCbCrSubsampleRatio444},
+		{filepath.Join(goroot, "video-001.q50.440.jpeg"), 2, image.YCbCrSubsampleRatio444},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s/1:%d", filepath.Base(tt.path), tt.scale), func(t *testing.T) {
+			data, err := os.ReadFile(tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := decodeJPEG(data, tt.scale)
+			if err != nil {
+				t.Fatal(err)
+			}
+			y, ok := img.(*image.YCbCr)
+			if !ok {
+				t.Fatalf("decodeJPEG(%d) type = %T, want *image.YCbCr", tt.scale, img)
+			}
+			if y.SubsampleRatio != tt.want {
+				t.Errorf("decodeJPEG(%d) ratio = %v, want %v", tt.scale, y.SubsampleRatio, tt.want)
+			}
+		})
+	}
+}
