@@ -27,15 +27,15 @@ type jpegTestFile struct {
 }
 
 // jpegTestFiles returns every JPEG the comparison tests use: Go's image/testdata (in place),
-// testdata/jpeg, the committed photo and the larger photos in /work/shared/photos if present.
+// the JPEG case files, the committed photo and the larger photos in ../shared/photos if present.
 func jpegTestFiles(t testing.TB) []jpegTestFile {
 	t.Helper()
 	var paths []string
 	for _, pat := range []string{
 		filepath.Join(runtime.GOROOT(), "src", "image", "testdata", "*.jp*g"),
-		filepath.Join("testdata", "jpeg", "*.jpg"),
-		filepath.Join("testdata", "*.jpg"),
-		"/work/shared/photos/flower-2268x1512*.jpg",
+		filepath.Join("testdata", "cases", "*", "*.jpg"),
+		filepath.Join("testdata", "photos", "*.jpg"),
+		filepath.Join("..", "shared", "photos", "flower-2268x1512*.jpg"),
 	} {
 		m, err := filepath.Glob(pat)
 		if err != nil {
@@ -254,7 +254,7 @@ func TestReadJPEGInfo(t *testing.T) {
 func TestDecodeJPEGColours(t *testing.T) {
 	want := [4]color.RGBA{{255, 0, 0, 255}, {0, 255, 0, 255}, {0, 0, 255, 255}, {255, 255, 0, 255}}
 	for _, name := range []string{"orient-1.jpg", "cmyk-ycck-adobe.jpg", "rgb-no-ycbcr.jpg"} {
-		data, err := os.ReadFile(filepath.Join("testdata", "jpeg", name))
+		data, err := os.ReadFile(jpegCase(t, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -287,7 +287,7 @@ func TestDecodeJPEGTruncated(t *testing.T) {
 	names := []string{"truncated-baseline-60pct.jpg", "truncated-progressive-60pct.jpg"}
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", "jpeg", name))
+			data, err := os.ReadFile(jpegCase(t, name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -311,11 +311,11 @@ func TestDecodeJPEGTruncated(t *testing.T) {
 // TestDecodeJPEGTruncatedTop checks that a sequential file cut short keeps its decoded top
 // and paints the rest mid-gray.
 func TestDecodeJPEGTruncatedTop(t *testing.T) {
-	full, err := os.ReadFile(filepath.Join("testdata", "jpeg", "baseline.jpg"))
+	full, err := os.ReadFile(jpegCase(t, "baseline.jpg"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, _ := os.ReadFile(filepath.Join("testdata", "jpeg", "truncated-baseline-60pct.jpg"))
+	data, _ := os.ReadFile(jpegCase(t, "truncated-baseline-60pct.jpg"))
 	ref, err := decodeJPEG(full, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +379,7 @@ func checkNoPanic(t *testing.T, data []byte) {
 }
 
 func TestDecodeJPEGBomb(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "jpeg", "jpeg-sof-65500x65500.jpg"))
+	data, err := os.ReadFile(jpegCase(t, "jpeg-sof-65500x65500.jpg"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func TestDecodeJPEGBomb(t *testing.T) {
 }
 
 func TestDecodeJPEGBadScale(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "jpeg", "gray.jpg"))
+	data, err := os.ReadFile(jpegCase(t, "gray.jpg"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,10 +533,10 @@ func FuzzDecodeJPEG(f *testing.F) {
 }
 
 // benchPhotos are the benchmark inputs: the committed 1080p photo and, when present, the
-// 2268×1512 progressive photo from /work/shared/photos.
+// 2268×1512 progressive photo from ../shared/photos.
 var benchPhotos = []string{
-	filepath.Join("testdata", "flower-1920x1080.jpg"),
-	"/work/shared/photos/flower-2268x1512-progressive.jpg",
+	filepath.Join("testdata", "photos", "flower-1920x1080.jpg"),
+	filepath.Join("..", "shared", "photos", "flower-2268x1512-progressive.jpg"),
 }
 
 // BenchmarkDecodeJPEG compares image/jpeg with decodeJPEG at each scale. Besides wall time
@@ -604,7 +604,7 @@ func TestDecodeJPEGNoEOI(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("testdata", "jpeg", tt.name))
+			data, err := os.ReadFile(jpegCase(t, tt.name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -634,7 +634,7 @@ func TestDecodeJPEGNoEOI(t *testing.T) {
 func TestDecodeJPEGRestartVariants(t *testing.T) {
 	read := func(name string) []byte {
 		t.Helper()
-		data, err := os.ReadFile(filepath.Join("testdata", "jpeg", name))
+		data, err := os.ReadFile(jpegCase(t, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1097,4 +1097,14 @@ func TestDecodeJPEGScaledSubsampling(t *testing.T) {
 			}
 		})
 	}
+}
+
+// jpegCase finds a JPEG case file by name in testdata/cases.
+func jpegCase(t testing.TB, name string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join("testdata", "cases", "*", name))
+	if len(m) == 0 {
+		t.Fatalf("no case file %s", name)
+	}
+	return m[0]
 }

@@ -25,7 +25,7 @@ func benchOrigins(b *testing.B) (web, local *Origin) {
 		b.Fatal(err)
 	}
 	b.Cleanup(web.Close)
-	local, err = newOrigin("local", map[string]*ClusterConfig{"c": clusterOf("./testdata")},
+	local, err = newOrigin("local", map[string]*ClusterConfig{"c": clusterOf("./testdata/cases/jpeg")},
 		originOptions{})
 	if err != nil {
 		b.Fatal(err)

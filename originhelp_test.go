@@ -129,10 +129,10 @@ func hangingHandler(t *testing.T) (http.Handler, <-chan struct{}) {
 
 func testETag(b []byte) string { return fmt.Sprintf(`"%x"`, sha256.Sum256(b)) }
 
-// baselineJPEG returns the bytes of testdata/baseline.jpg, a 128x128 JPEG.
+// baselineJPEG returns the bytes of testdata/cases/jpeg/baseline.jpg, a 128x128 JPEG.
 func baselineJPEG(t testing.TB) []byte {
 	t.Helper()
-	b, err := os.ReadFile("testdata/baseline.jpg")
+	b, err := os.ReadFile("testdata/cases/jpeg/baseline.jpg")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func baselineJPEG(t testing.TB) []byte {
 func checkBaselineJPEG(t *testing.T, b []byte) {
 	t.Helper()
 	if !bytes.Equal(b, baselineJPEG(t)) {
-		t.Fatalf("body is %d bytes, not the %d of testdata/baseline.jpg",
+		t.Fatalf("body is %d bytes, not the %d of testdata/cases/jpeg/baseline.jpg",
 			len(b), len(baselineJPEG(t)))
 	}
 	img, err := jpeg.Decode(bytes.NewReader(b))
