@@ -23,6 +23,7 @@ type sourceInfo struct {
 	orientation   int    // EXIF orientation 1..8 (1 when absent)
 	profile       *iccProfile
 	gif           *gifLayout // nil unless format is "gif"
+	decodeScale   int        // JPEG: decoded at 1/decodeScale of its size (1, 2, 4, 8)
 }
 
 // sniffFormat names the image format of the bytes: "jpeg", "png", "gif", "webp", or "".
@@ -138,7 +139,7 @@ func decodeStill(src []byte, info *sourceInfo) (image.Image, error) {
 	var err error
 	switch info.format {
 	case "jpeg":
-		img, err = jpeg.Decode(bytes.NewReader(src))
+		img, err = decodeJPEGSource(src, info)
 	case "png":
 		img, err = png.Decode(bytes.NewReader(dropBadAncillary(src)))
 	case "gif":
@@ -150,6 +151,28 @@ func decodeStill(src []byte, info *sourceInfo) (image.Image, error) {
 		return nil, fmt.Errorf("%w: %s: %w", errBadImage, info.format, err)
 	}
 	return normalize(img), nil
+}
+
+// decodeJPEGSource decodes a JPEG with the project's decoder at
+// info.decodeScale. A truncated file is refused (a 502 for the client,
+// although the decoder could show what it has: a half-gray image cached as
+// good would be worse). A file the decoder does not implement (arithmetic
+// coding, 12-bit) gets one more try with image/jpeg at full size.
+func decodeJPEGSource(src []byte, info *sourceInfo) (image.Image, error) {
+	scale := max(info.decodeScale, 1)
+	img, err := decodeJPEG(src, scale)
+	switch {
+	case err == nil:
+		return img, nil
+	case errors.Is(err, errJPEGTruncated), errors.Is(err, errJPEGTooLarge):
+		return nil, err
+	}
+	std, serr := jpeg.Decode(bytes.NewReader(src))
+	if serr != nil {
+		return nil, err
+	}
+	info.decodeScale = 1
+	return std, nil
 }
 
 // decodeWebPStill decodes a WebP still, or the composited first frame of an animation,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"math"
 )
 
 // Errors of the image pipeline. The handler maps them to statuses: errSourceTooLarge and
@@ -119,6 +120,7 @@ func transformImage(ctx context.Context, src []byte, opt imageOptions) (
 		return transformAnimation(ctx, src, info, opt)
 	}
 
+	info.decodeScale = jpegDecodeScale(info, opt)
 	img, err := decodeStill(src, info)
 	if err != nil {
 		return nil, "", err
@@ -141,10 +143,17 @@ func renderFrame(ctx context.Context, img image.Image, info *sourceInfo, opt ima
 	*image.RGBA, error) {
 	b := img.Bounds()
 	dispW, dispH := b.Dx(), b.Dy()
+	// Sizes come from the full image, even when it was decoded smaller: a
+	// reduced decode rounds its sides up, which must not move the output's.
+	geomW, geomH := dispW, dispH
+	if info.decodeScale > 1 {
+		geomW, geomH = info.width, info.height
+	}
 	if swapsAxes(info.orientation) {
 		dispW, dispH = dispH, dispW
+		geomW, geomH = geomH, geomW
 	}
-	g := planGeometry(dispW, dispH, opt)
+	g := planGeometry(geomW, geomH, opt)
 	plan := g.planResample(dispW, dispH)
 
 	// The box pre-shrink works in stored orientation, before turning upright, so its
@@ -210,6 +219,27 @@ func jobMemory(info *sourceInfo, opt imageOptions) int64 {
 	return need
 }
 
-// jpegDecodeScale is the reduction a JPEG source is decoded at for opt.
-// TODO: 1 until the scaled JPEG decoder is wired in (performance issue).
-func jpegDecodeScale(info *sourceInfo, opt imageOptions) int { return 1 }
+// jpegDecodeScale is the largest reduction (1, 2, 4 or 8) a JPEG source can
+// be decoded at for opt while keeping at least as many pixels as the output
+// needs from it: the reduced IDCT then does most of the shrinking, for the
+// price of the entropy decoding alone, and the final kernel has at least the
+// output's resolution to work from.
+func jpegDecodeScale(info *sourceInfo, opt imageOptions) int {
+	if info.format != "jpeg" {
+		return 1
+	}
+	w, h := info.width, info.height
+	if swapsAxes(info.orientation) {
+		w, h = h, w
+	}
+	g := planGeometry(w, h, opt)
+	if !g.resizes(w, h) {
+		return 1
+	}
+	needW := int(math.Ceil(float64(g.outW) / (g.x1 - g.x0)))
+	needH := int(math.Ceil(float64(g.outH) / (g.y1 - g.y0)))
+	if swapsAxes(info.orientation) {
+		needW, needH = needH, needW
+	}
+	return jpegScaleFor(info.width, info.height, needW, needH)
+}
