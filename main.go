@@ -113,7 +113,9 @@ func serve(ctx context.Context, cfg *Config, src configSource, addr string, logs
 	// Compile the WebP codec now rather than in the first request (~200 ms).
 	go webpInit()
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(cfg.memoryBudget())
+		// The Go heap aims below the budget, leaving room for what the
+		// runtime cannot count (code, stacks, the WebP codec's compiled code).
+		debug.SetMemoryLimit(cfg.memoryBudget() / 100 * 85)
 	}
 	stopCleaner := startCleaner(ctx, cfg, s, logs.logger("katana.cleaner"))
 	defer stopCleaner()

@@ -354,21 +354,23 @@ func (s *server) variant(ctx context.Context, m *routeMatch, src *result) (*resu
 // rel. Image work waits for a slot, taken with the request's context.
 func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 	opt imageOptions, sourceID string) (*entry, error) {
-	data, err := os.ReadFile(src.file)
+	// Only the header is read before admission: jobs waiting for memory
+	// must not hold their sources in it.
+	need, err := s.jobMemory(src.file, opt)
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
-	}
-	need := int64(64 << 20) // what a source whose header cannot be read may cost
-	if info, err := probe(data); err == nil {
-		need = jobMemory(info, s.withSettings(opt))
 	}
 	release, err := s.work.acquire(ctx, need)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
+	data, err := os.ReadFile(src.file)
+	if err != nil {
+		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
+	}
 	s.stats.resizes.Add(1)
 	out, format, err := s.transform(ctx, data, opt)
-	release()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.rel, err)
 	}
@@ -383,6 +385,33 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 		Source:       sourceID,
 	}
 	return s.cache.storeBytes(rel, e, out)
+}
+
+// probeBytes is how much of a large source is read to estimate its job.
+const probeBytes = 256 << 10
+
+// jobMemory estimates the memory a transform of the source file will need,
+// its bytes included, from its header. A source whose header does not fit
+// in probeBytes, or cannot be read, is estimated high.
+func (s *server) jobMemory(file string, opt imageOptions) (int64, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	head := make([]byte, min(fi.Size(), probeBytes))
+	if _, err := io.ReadFull(f, head); err != nil {
+		return 0, err
+	}
+	need := fi.Size() + 64<<20
+	if info, err := probe(head); err == nil {
+		need = fi.Size() + jobMemory(info, s.withSettings(opt))
+	}
+	return need, nil
 }
 
 // transform runs the image pipeline with the config-wide settings filled in.

@@ -99,7 +99,7 @@ nginx_rss() {
 declare -A rps
 run() { # name pid url [lua]
   local name=$1 pid=$2 url=$3 script=${4:-}
-  local args=(-t2 "-c$conc" "-d$dur" --latency)
+  local args=(-t2 "-c$conc" "-d$dur" --latency --timeout 10s)
   [[ -n $script ]] && args+=(-s "$script")
   rss_reset "$pid"
   local out
@@ -128,6 +128,26 @@ run "plain pure-Go pipeline" "$plain" "http://127.0.0.1:18103/"
 run "hit on source" "$katana" "$k/photo.jpg"
 run "hit on variant" "$katana" "$k/photo.jpg/resize-300x-q80.jpeg"
 run "nginx, same variant file" "$nginx_pid" "http://127.0.0.1:18102/$variant"
+# Memory: 64 concurrent misses of a 13 MP phone photo against a 512 MiB
+# budget. The photo comes from Debian's gdk-pixbuf-tests package.
+big=${BIG_PHOTO:-/usr/libexec/installed-tests/gdk-pixbuf/issue70.jpg}
+if [[ -f $big ]]; then
+  mkdir -p "$work/big/origin"
+  cp "$big" "$work/big/origin/big.jpg"
+  printf 'max_memory = %d\n' $((512 << 20)) >"$work/big/katana.toml"
+  (cd "$work/big" && exec "$work/katana" --config katana.toml --origin "$work/big/origin" \
+    --listen 127.0.0.1:18104 2>katana.log) &
+  bigpid=$!; pids+=("$bigpid")
+  wait_port 18104
+  curl -s -o /dev/null "http://127.0.0.1:18104/big.jpg"
+  for spec in "resize-300x-q80-%d%d.jpeg" "resize-1200x-q80-%d%d.jpeg" "resize-1200x-q80-%d%d.webp"; do
+    conc=64 run "13 MP, 64 at once, ${spec%%-q80*}.${spec##*.}" "$bigpid" \
+      "http://127.0.0.1:18104/big.jpg/$spec" "$work/unique.lua"
+  done
+  echo "13 MP photo: $(basename "$big"); max_memory 512 MiB; 503s are admission saying no"
+else
+  echo "13 MP photo $big not found (apt-get install gdk-pixbuf-tests): memory runs skipped"
+fi
 awk -v a="${rps[resize miss JPEG->JPEG]}" -v b="${rps[plain pure-Go pipeline]}" \
   -v c="${rps[hit on variant]}" -v d="${rps[nginx, same variant file]}" 'BEGIN {
   printf "ratios: resize miss / plain pipeline = %.2f (target 1.65, aim 2.15); hit / nginx = %.2f (target 0.8, aim 0.9)\n", a/b, c/d }'
