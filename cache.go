@@ -58,6 +58,8 @@ type entry struct {
 	// never sent to the origin.
 	ETagSynthetic bool `json:"etag_synthetic,omitempty"`
 
+	body []byte // the file's bytes when the cache holds them in memory
+
 	legacy bool // read from an original .META line
 }
 
@@ -92,41 +94,66 @@ type diskCache struct {
 // metaTableSize bounds the sidecars kept in memory, about 1 KB each.
 const metaTableSize = 50_000
 
-// metaTable keeps parsed sidecars in memory so that a hit costs a stat, not
-// a sidecar read and parse. An entry is used only while the data file still
-// has the size and mtime it records, so files changed or deleted behind the
-// cache's back (the cleaner, an operator) are never served from memory.
-// It is safe for concurrent use; entries are copied in and out.
+// Small files are kept in memory too, up to hotFileMax bytes each and
+// hotBytesMax in all, so that a hit on a thumbnail costs no system call
+// for the file.
+const (
+	hotFileMax  = 64 << 10
+	hotBytesMax = 64 << 20
+)
+
+// metaTable keeps parsed sidecars, and the bodies of small files, in memory.
+// Both are used only while the data file still has the size and mtime the
+// sidecar records (one stat), so files changed or deleted behind the
+// cache's back (the cleaner, an operator's rm) are read again. Every write
+// of an entry through the cache replaces or drops it.
+// It is safe for concurrent use; entries are copied in and out, and bodies
+// are never changed once stored.
 type metaTable struct {
-	mu sync.Mutex // guards m
-	m  map[string]entry
+	mu    sync.Mutex // guards m and bytes
+	m     map[string]metaItem
+	bytes int64 // of the bodies held
 }
 
-func (t *metaTable) get(rel string) (entry, bool) {
+type metaItem struct {
+	e    entry
+	body []byte // nil unless the file is small and was served
+}
+
+func (t *metaTable) get(rel string) (metaItem, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.m[rel]
-	return e, ok
+	it, ok := t.m[rel]
+	return it, ok
 }
 
-func (t *metaTable) put(rel string, e *entry) {
+// put stores e for rel, and body when it is given and fits.
+func (t *metaTable) put(rel string, e *entry, body []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.m == nil {
-		t.m = make(map[string]entry)
+		t.m = make(map[string]metaItem)
 	}
-	if _, ok := t.m[rel]; !ok && len(t.m) >= metaTableSize {
-		for k := range t.m { // drop one, chosen by map order: cheap and fair enough
+	if old, ok := t.m[rel]; ok {
+		t.bytes -= int64(len(old.body))
+	} else if len(t.m) >= metaTableSize {
+		for k, it := range t.m { // drop one, chosen by map order: cheap and fair enough
+			t.bytes -= int64(len(it.body))
 			delete(t.m, k)
 			break
 		}
 	}
-	t.m[rel] = *e
+	if int64(len(body)) > hotFileMax || t.bytes+int64(len(body)) > hotBytesMax {
+		body = nil
+	}
+	t.bytes += int64(len(body))
+	t.m[rel] = metaItem{e: *e, body: body}
 }
 
 func (t *metaTable) drop(rel string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.bytes -= int64(len(t.m[rel].body))
 	delete(t.m, rel)
 }
 
@@ -149,18 +176,27 @@ func (c *diskCache) abs(rel string) string { return filepath.Join(c.dir, filepat
 // two renames, a manual deletion, an empty file).
 func (c *diskCache) lookup(rel string) *entry {
 	p := c.abs(rel)
-	if e, ok := c.metas.get(rel); ok {
+	if it, ok := c.metas.get(rel); ok {
+		e := it.e
 		fi, err := os.Stat(p)
 		if err == nil && fi.Size() == e.Size && fi.ModTime().UnixNano() == e.ModTime {
+			e.body = it.body
 			return &e
 		}
 		c.metas.drop(rel)
 	}
 	e := c.readMeta(rel, p)
 	if e != nil {
-		c.metas.put(rel, e)
+		c.metas.put(rel, e, nil)
 	}
 	return e
+}
+
+// hold keeps the body of a small file in memory for the next hits.
+func (c *diskCache) hold(rel string, e *entry, body []byte) {
+	if int64(len(body)) == e.Size && e.Size <= hotFileMax {
+		c.metas.put(rel, e, body)
+	}
 }
 
 // readMeta reads and checks the sidecar of rel, whose data file is p.
@@ -241,7 +277,7 @@ func (c *diskCache) writeMeta(rel string, e *entry) error {
 		c.metas.drop(rel)
 		return err
 	}
-	c.metas.put(rel, e)
+	c.metas.put(rel, e, nil)
 	return nil
 }
 
@@ -361,6 +397,13 @@ func (c *diskCache) open(rel string) (f *os.File, release func(), err error) {
 		}
 	}
 	return f, release, nil
+}
+
+// touched records a hit served from memory, for the cleaner.
+func (c *diskCache) touched(rel string, size int64) {
+	if c.touch != nil {
+		c.touch(c.abs(rel), size)
+	}
 }
 
 // writeAtomic writes a small file through a temporary file and a rename.

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -541,30 +542,51 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		return
 	}
 
-	var f *os.File
-	var err error
-	if res.rel == "" {
-		f, err = os.Open(res.file)
-	} else {
-		var release func()
-		f, release, err = s.cache.open(res.rel)
-		if err == nil {
-			defer release()
-		}
-	}
+	body, err := s.body(res)
 	if err != nil {
 		// The file went away between lookup and open (the cleaner); the next
 		// request fetches it again.
 		s.fail(w, r, fmt.Errorf("open %s: %w", res.file, err))
 		return
 	}
-	defer f.Close()
+	defer body.Close()
 	if e.Status != http.StatusOK {
-		writeBody(w, r, e.Status, f)
+		writeBody(w, r, e.Status, body)
 		return
 	}
-	http.ServeContent(w, r, "", modtime, f)
+	http.ServeContent(w, r, "", modtime, body)
 }
+
+// body opens what res serves: the bytes the cache holds in memory, or the
+// file, whose bytes are then held when it is small.
+func (s *server) body(res *result) (io.ReadSeekCloser, error) {
+	if res.rel == "" {
+		return os.Open(res.file)
+	}
+	if res.e.body != nil {
+		s.cache.touched(res.rel, res.e.Size)
+		return nopCloser{bytes.NewReader(res.e.body)}, nil
+	}
+	f, release, err := s.cache.open(res.rel)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if res.e.Size > hotFileMax {
+		return f, nil
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, hotFileMax+1))
+	if err != nil {
+		return nil, err
+	}
+	s.cache.hold(res.rel, res.e, data)
+	return nopCloser{bytes.NewReader(data)}, nil
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
 
 // servePass writes an answer that was not stored.
 func (s *server) servePass(w http.ResponseWriter, r *http.Request, out *proxyOutcome) {
