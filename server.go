@@ -22,8 +22,13 @@ import (
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "2.0.0-dev"
 
-// errInternal marks a bug: a recovered panic or an impossible state.
-var errInternal = errors.New("internal error")
+// Handler errors, mapped to statuses by errorStatus with the others.
+var (
+	// errInternal marks a bug: a recovered panic or an impossible state.
+	errInternal = errors.New("internal error")
+	// errMethod answers a method the matched action does not take: 405.
+	errMethod = errors.New("method not allowed")
+)
 
 // placeholderMaxAge is what clients may cache a placeholder answer for.
 const placeholderMaxAge = 60 * time.Second
@@ -180,8 +185,6 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.serve(lw, r, res, start)
 }
-
-var errMethod = errors.New("method not allowed")
 
 // get returns the file a matched request asks for.
 func (s *server) get(r *http.Request, m *routeMatch) (*result, error) {
@@ -694,7 +697,7 @@ func errorStatus(err error) (int, string) {
 		return http.StatusMethodNotAllowed, "method not allowed"
 	case errors.Is(err, errLongPath):
 		return http.StatusRequestURITooLong, "path too long"
-	case errors.Is(err, errBadPath):
+	case errors.Is(err, errBadPath), errors.Is(err, errBadOriginPath):
 		return http.StatusBadRequest, "bad request path"
 	case errors.Is(err, errNoRoute), errors.Is(err, errNotFound):
 		return http.StatusNotFound, "not found"
