@@ -19,7 +19,7 @@ func sysStatfs(dir string) (fsUsage, error) {
 		BlocksAvail: s.Bavail,
 		Files:       s.Files,
 		FilesFree:   s.Ffree,
-		BlockSize:   s.Bsize,
+		BlockSize:   int64(s.Bsize), // int32 on 32-bit Linux
 	}, nil
 }
 
