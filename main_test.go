@@ -93,7 +93,7 @@ func TestCLIServesAndStops(t *testing.T) {
 			var stderr string
 			go func() {
 				var err error
-				_, stderr, err = runApp(t, ctx, "--origin", photos, "--start", addr)
+				_, stderr, err = runApp(t, ctx, "--origin", photos, "--start", addr, "--admin", "127.0.0.1:0")
 				done <- err
 			}()
 			url := "http://" + addr + "/a.jpg/resize-20x.png"

@@ -48,6 +48,7 @@ type server struct {
 	now     func() time.Time
 	stats   serverStats
 	cleaner *Cleaner // nil when no cleaner runs (tests, --check)
+	metrics *metrics // nil records nothing; set before the first request
 }
 
 // serverStats counts the hot path; read with Load.
@@ -109,6 +110,7 @@ func (s *server) originOptions() originOptions {
 		Proxy:        s.cfg.Proxy,
 		UserAgent:    "Katana/" + version,
 		Logger:       s.log,
+		Observe:      s.observeOrigin,
 	}
 }
 
@@ -133,6 +135,7 @@ type result struct {
 // ServeHTTP routes the request, gets the file and answers.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
+	r = withTrace(r, s.metrics)
 	lw := &logWriter{ResponseWriter: w, status: http.StatusOK}
 	var res *result
 	var m *routeMatch
@@ -344,7 +347,9 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 		return nil, err
 	}
 	s.stats.resizes.Add(1)
+	jobDone := s.metrics.imageJob(opt.Format)
 	out, format, err := s.transform(ctx, data, opt)
+	jobDone()
 	s.work.Release(1)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.rel, err)
@@ -689,8 +694,12 @@ func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *r
 	if res != nil {
 		attrs = append(attrs, slog.String("cache", res.cache))
 	}
+	if node := originNode(r.Context()); node != "" {
+		attrs = append(attrs, slog.String("origin", node))
+	}
 	if w.err != nil {
 		attrs = append(attrs, slog.String("err", w.err.Error()))
 	}
 	s.log.LogAttrs(r.Context(), level, "request", attrs...)
+	s.metrics.request(m, w.status, cacheOutcome(res), s.now().Sub(start))
 }
