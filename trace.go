@@ -56,10 +56,11 @@ func originNode(ctx context.Context) string {
 }
 
 // observeOrigin is the Observe hook of the server's origins: it feeds the
-// metrics and notes the node that answered a fetch for the access log.
+// metrics and notes the node a fetch went to, for the access log; when a
+// fetch moves on to a sibling node, the last one tried is noted.
 func (s *server) observeOrigin(ctx context.Context, ev originEvent) {
 	s.metrics.origin(ev)
-	if ev.Kind == "fetch" && ev.Err == nil {
+	if ev.Kind == "fetch" {
 		noteNode(ctx, ev.Node)
 	}
 }
