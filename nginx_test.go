@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -106,7 +107,8 @@ func startNginx(t *testing.T, bin, dir, conf, addr string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Kill()
+		// TERM lets the master stop its workers; KILL would orphan them.
+		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 		if t.Failed() {
 			b, _ := os.ReadFile(errlog)
