@@ -149,6 +149,11 @@ func (d *daemon) build(cfg *Config, src configSource) (*generation, error) {
 
 // activate starts g's cleaner and makes g the generation in use. The
 // previous one, if any, is retired and closed once its requests end.
+//
+// TODO: the new server starts cold: its cleaner walks cache_dir again and
+// its origins have forgotten where files live. Handing the index and the
+// location memo over when cache_dir and origins are unchanged would make
+// reloads of large caches cheaper.
 func (d *daemon) activate(g *generation) {
 	old := d.handler.cur.Load()
 	if old != nil && old.stopCleaner != nil {

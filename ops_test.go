@@ -42,7 +42,7 @@ func (b *syncBuffer) String() string {
 
 // opsServer builds a server for cfg changes, logging JSON into a buffer,
 // with metrics and a running cleaner.
-func opsServer(t *testing.T, adjust func(*Config)) (*server, *syncBuffer) {
+func opsServer(t testing.TB, adjust func(*Config)) (*server, *syncBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, _, err := parseConfig([]byte(defaultConfigTOML), func(c *Config) {
@@ -67,7 +67,7 @@ func opsServer(t *testing.T, adjust func(*Config)) (*server, *syncBuffer) {
 
 // serveOnce runs one request through the handler; the access log line is
 // written by the time it returns.
-func serveOnce(t *testing.T, h http.Handler, method, target string) *httptest.ResponseRecorder {
+func serveOnce(t testing.TB, h http.Handler, method, target string) *httptest.ResponseRecorder {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))

@@ -88,3 +88,13 @@ func (c *stallConn) ReadFrom(r io.Reader) (int64, error) {
 		}
 	}
 }
+
+// CloseWrite lets net/http half-close the connection after an error, as
+// it does with a bare TCP connection, so the client reads the answer
+// before the connection goes.
+func (c *stallConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
