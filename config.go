@@ -105,7 +105,7 @@ type Config struct {
 	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
 	// IdleTimeout closes keep-alive connections idle that long.
 	IdleTimeout Duration `toml:"idle_timeout"`
-	// WriteTimeout is the longest a client may go without accepting a byte
+	// WriteTimeout is the longest a client may take to accept each 256 KiB
 	// of an answer; a slow download that keeps moving is never cut. Zero is off.
 	WriteTimeout Duration `toml:"write_timeout"`
 }

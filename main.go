@@ -38,8 +38,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"KATANA_CONFIG", "CONFIG_FILE"},
-				Usage: "config `FILE` (default ./katana.toml, then /etc/katana/katana.toml, then built in)"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"},
+				EnvVars: []string{"KATANA_CONFIG", "CONFIG_FILE"},
+				Usage:   "config `FILE` (default ./katana.toml, then /etc/katana/katana.toml, then built in)"},
 			&cli.StringFlag{Name: "listen", Aliases: []string{"start"}, Value: "0.0.0.0:8080",
 				Usage: "listen on `ADDR` (host:port, [ipv6]:port, :port)"},
 			&cli.StringFlag{Name: "origin",
@@ -48,7 +49,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "check", Usage: "validate the config, list every problem, and exit"},
 			&cli.StringFlag{Name: "admin",
 				Usage: "admin listener `ADDR` (host:port; \"\" turns it off), instead of admin_listen"},
-			&cli.BoolFlag{Name: "clean", Aliases: []string{"cleaner"}, Usage: "run one cleaning pass and exit"},
+			&cli.BoolFlag{Name: "clean", Aliases: []string{"cleaner"},
+				Usage: "run one cleaning pass and exit"},
 		},
 		Action: func(c *cli.Context) error {
 			return run(c.Context, c, stdout, stderr)

@@ -192,7 +192,8 @@ func invert(t template, pats map[string]string, rel string) (map[string]string, 
 // templateRegexp builds an anchored regex for the paths t renders: fields
 // in fixed match their value, other fields their pattern, captured in
 // order when capture is set.
-func templateRegexp(t template, pats, fixed map[string]string, capture bool) (*regexp.Regexp, error) {
+func templateRegexp(t template, pats, fixed map[string]string,
+	capture bool) (*regexp.Regexp, error) {
 	var b strings.Builder
 	b.WriteString(`\A`)
 	for _, p := range t.parts {
