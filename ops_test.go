@@ -578,3 +578,35 @@ func TestStallConnCutsStalledClient(t *testing.T) {
 		t.Errorf("write to a client that never reads = %v, want a deadline error", err)
 	}
 }
+
+func TestOpsConfigKeys(t *testing.T) {
+	tests := []struct {
+		conf    string
+		wantErr string // "" means valid
+	}{
+		{"admin_listen = ''", ""},
+		{"admin_listen = '127.0.0.1:9999'", ""},
+		{"admin_listen = 'localhost'", "admin_listen"},
+		{"shutdown_grace = 'soon'", "shutdown_grace"},
+		{"shutdown_grace = 0", ""},
+		{"read_header_timeout = 0", "read_header_timeout"},
+		{"idle_timeout = -1", "idle_timeout"},
+		{"write_timeout = '2m'", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.conf, func(t *testing.T) {
+			_, _, err := parseConfig([]byte(tt.conf), nil)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("parseConfig(%q) = %v, want no error", tt.conf, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("parseConfig(%q) = %v, want an error naming %s", tt.conf, err, tt.wantErr)
+			}
+		})
+	}
+	cfg := defaultConfig()
+	if cfg.AdminListen != "127.0.0.1:9090" || cfg.ShutdownGrace.Duration != 10*time.Second {
+		t.Errorf("defaults: admin_listen %q, shutdown_grace %v; want 127.0.0.1:9090, 10s",
+			cfg.AdminListen, cfg.ShutdownGrace.Duration)
+	}
+}

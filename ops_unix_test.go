@@ -130,3 +130,37 @@ func TestSIGHUPReloadsConfig(t *testing.T) {
 		t.Errorf("GET /one/a.jpg after SIGHUP = %d, want 404", got)
 	}
 }
+
+func TestSIGTERMGraceRunsOut(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/stuck.jpg", testJPEG(t, 16, 8))
+	arrived, never := make(chan struct{}), make(chan struct{})
+	o.hold = func() { arrived <- struct{}{}; <-never }
+	t.Cleanup(func() { close(never) }) // before the origin closes: it waits for handlers
+	dir := t.TempDir()
+	path := filepath.Join(dir, "katana.toml")
+	os.WriteFile(path, []byte("cache_dir = '"+dir+"/cache'\nshutdown_grace = '50ms'\n"+
+		"[origins.default.o]\nips = ['"+o.node()+"']\n"), 0o644)
+	addr := "127.0.0.1:" + freePort(t)
+	done := startApp(t, context.Background(), addr, "--config", path)
+
+	failed := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/stuck.jpg")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		failed <- err
+	}()
+	<-arrived
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("katana after the grace ran out returned %v, want nil (exit 0)", err)
+	}
+	if err := <-failed; err == nil {
+		t.Error("a request stuck past shutdown_grace got an answer, want its connection closed")
+	}
+}
