@@ -65,8 +65,9 @@ func (g *generation) retire() {
 
 // swapHandler serves each request with the current generation. A reload
 // stores the new one and then retires the old, so a request that finds
-// its generation retired loads again and gets the new one. The zero value
-// serves nothing: store a generation before serving.
+// its generation retired loads again and gets the new one; one retired
+// with no successor is shutting down, and the request gets 503. The zero
+// value serves nothing: store a generation before serving.
 type swapHandler struct {
 	cur atomic.Pointer[generation]
 }
@@ -77,6 +78,11 @@ func (h *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if g.acquire() {
 			defer g.release()
 			g.s.ServeHTTP(w, r)
+			return
+		}
+		if h.cur.Load() == g {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
 		}
 	}
@@ -216,11 +222,23 @@ func (d *daemon) reopenLogs() {
 	g.log.Info("log files reopened")
 }
 
-// close stops the current generation after the listeners have drained.
+// closeWait bounds how long close waits for handlers still running after
+// their connections were closed; image work does not stop halfway.
+const closeWait = 2 * time.Second
+
+// close stops the current generation after the listeners have shut down.
+// Handlers whose connections a grace that ran out closed see their context
+// cancelled; close gives them closeWait to log and leave.
 func (d *daemon) close() {
 	g := d.handler.cur.Load()
 	if g == nil {
 		return
+	}
+	g.retire()
+	select {
+	case <-g.drained:
+	case <-time.After(closeWait):
+		g.log.Warn("closing with requests still running", "waited", closeWait)
 	}
 	if g.stopCleaner != nil {
 		g.stopCleaner()

@@ -23,7 +23,7 @@ type logging struct {
 
 // newLogging opens the destinations of cfg. Console output goes to stderr.
 func newLogging(cfg LoggingConfig, stderr io.Writer) (*logging, error) {
-	l := &logging{cfg: cfg, stderr: stderr, files: map[string]*logFile{}}
+	l := &logging{cfg: cfg, stderr: &lockedWriter{w: stderr}, files: map[string]*logFile{}}
 	for _, name := range sortedKeys(cfg.Handlers) {
 		h := cfg.Handlers[name]
 		if handlerKind(h.Class) != "file" {
@@ -73,6 +73,23 @@ func (l *logging) Reopen() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stdout is standard output shared by every console handler that asks for it.
+var stdout io.Writer = &lockedWriter{w: os.Stdout}
+
+// lockedWriter serialises writes of the handlers that share a writer: each
+// slog handler locks only itself, and a bytes.Buffer (tests) or a pipe
+// must not see two lines at once.
+type lockedWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+func (lw *lockedWriter) Write(b []byte) (int, error) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.w.Write(b)
 }
 
 // logFile is a log file that can be reopened under the handlers that write
@@ -135,7 +152,7 @@ func (l *logging) logger(name string) *slog.Logger {
 				w = f
 			}
 		} else if strings.Contains(hc.Stream, "stdout") {
-			w = os.Stdout
+			w = stdout
 		}
 		hs = append(hs, l.handler(w, hlevel))
 	}

@@ -610,3 +610,19 @@ func TestOpsConfigKeys(t *testing.T) {
 			cfg.AdminListen, cfg.ShutdownGrace.Duration)
 	}
 }
+
+func TestClosedDaemonAnswers503(t *testing.T) {
+	photos, _ := photoDir(t)
+	path := filepath.Join(t.TempDir(), "katana.toml")
+	writeConfig(t, path, "one", photos)
+	d := newDaemon(context.Background(), path, nil, io.Discard)
+	g, err := d.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.activate(g)
+	d.close()
+	if rec := serveOnce(t, &d.handler, "GET", "/one/a.jpg"); rec.Code != 503 {
+		t.Errorf("GET after close = %d, want 503", rec.Code)
+	}
+}
