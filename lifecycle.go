@@ -118,7 +118,7 @@ type daemon struct {
 }
 
 func newDaemon(ctx context.Context, path string, adjust func(*Config), stderr io.Writer) *daemon {
-	d := &daemon{path: path, adjust: adjust, stderr: stderr, bg: ctx}
+	d := &daemon{path: path, adjust: adjust, stderr: locked(stderr), bg: ctx}
 	d.metrics = newMetrics(d.handler.cleaner)
 	return d
 }

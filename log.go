@@ -23,7 +23,7 @@ type logging struct {
 
 // newLogging opens the destinations of cfg. Console output goes to stderr.
 func newLogging(cfg LoggingConfig, stderr io.Writer) (*logging, error) {
-	l := &logging{cfg: cfg, stderr: &lockedWriter{w: stderr}, files: map[string]*logFile{}}
+	l := &logging{cfg: cfg, stderr: locked(stderr), files: map[string]*logFile{}}
 	for _, name := range sortedKeys(cfg.Handlers) {
 		h := cfg.Handlers[name]
 		if handlerKind(h.Class) != "file" {
@@ -84,6 +84,15 @@ var stdout io.Writer = &lockedWriter{w: os.Stdout}
 type lockedWriter struct {
 	mu sync.Mutex // guards w
 	w  io.Writer
+}
+
+// locked returns w behind a lock, unless it already is: the loggings of
+// two configs alive at once (during a reload) must share one lock.
+func locked(w io.Writer) io.Writer {
+	if _, ok := w.(*lockedWriter); ok {
+		return w
+	}
+	return &lockedWriter{w: w}
 }
 
 func (lw *lockedWriter) Write(b []byte) (int, error) {

@@ -674,6 +674,7 @@ func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // logRequest writes one access-log line per request, its level from the status.
 func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *routeMatch, res *result) {
+	took := s.now().Sub(start)
 	level := slog.LevelInfo
 	switch {
 	case w.status >= 500:
@@ -686,7 +687,7 @@ func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *r
 		slog.String("path", r.URL.Path),
 		slog.Int("status", w.status),
 		slog.Int64("bytes", w.bytes),
-		slog.Duration("duration", s.now().Sub(start)),
+		slog.Duration("duration", took),
 	}
 	if m != nil {
 		attrs = append(attrs, slog.String("route", m.action.key))
@@ -701,5 +702,5 @@ func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *r
 		attrs = append(attrs, slog.String("err", w.err.Error()))
 	}
 	s.log.LogAttrs(r.Context(), level, "request", attrs...)
-	s.metrics.request(m, w.status, cacheOutcome(res), s.now().Sub(start))
+	s.metrics.request(m, w.status, cacheOutcome(res), took)
 }
