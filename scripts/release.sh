@@ -32,10 +32,11 @@ done
 # A static binary has no program interpreter (no PT_INTERP segment).
 amd64=$out/katana-$version-linux-amd64
 if [[ -f $amd64 ]]; then
-  if readelf -l "$amd64" | grep -q 'Requesting program interpreter'; then
-    echo "release: $amd64 is dynamically linked" >&2
-    exit 1
-  fi
+  if command -v readelf >/dev/null; then
+    ! readelf -l "$amd64" | grep -q 'Requesting program interpreter'
+  else
+    file "$amd64" | grep -q 'statically linked'
+  fi || { echo "release: $amd64 is dynamically linked" >&2; exit 1; }
   echo "$amd64: statically linked" >&2
 fi
 
