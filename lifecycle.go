@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -247,8 +248,10 @@ func (d *daemon) close() {
 	g.logs.Close()
 }
 
-// httpServer returns the public server for cfg's timeouts.
-func (d *daemon) httpServer(cfg *Config, log *slog.Logger) *http.Server {
+// httpServer returns the public server for cfg's timeouts. Its own
+// messages (bad requests, TLS errors) go to the logger of the generation in
+// use.
+func (d *daemon) httpServer(cfg *Config) *http.Server {
 	return &http.Server{
 		Handler:           &d.handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.Duration,
@@ -257,9 +260,30 @@ func (d *daemon) httpServer(cfg *Config, log *slog.Logger) *http.Server {
 		// cut a large file to a slow client. write_timeout is enforced per
 		// write instead, by stallListener.
 		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:       d.errorLog(),
 	}
 }
+
+// errorLog is a log.Logger for net/http that follows reloads.
+func (d *daemon) errorLog() *log.Logger {
+	return slog.NewLogLogger(currentHandler{&d.handler}, slog.LevelWarn)
+}
+
+// currentHandler sends records to the logger of the generation in use.
+type currentHandler struct{ h *swapHandler }
+
+func (c currentHandler) cur() slog.Handler { return c.h.cur.Load().log.Handler() }
+
+func (c currentHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return c.cur().Enabled(ctx, l)
+}
+
+func (c currentHandler) Handle(ctx context.Context, r slog.Record) error {
+	return c.cur().Handle(ctx, r)
+}
+
+func (c currentHandler) WithAttrs(as []slog.Attr) slog.Handler { return c.cur().WithAttrs(as) }
+func (c currentHandler) WithGroup(name string) slog.Handler    { return c.cur().WithGroup(name) }
 
 // shutdown stops the servers within grace: they stop accepting at once and
 // requests in flight may finish. When grace runs out the remaining

@@ -148,13 +148,13 @@ func serve(ctx context.Context, d *daemon, cfg *Config, src configSource, addr s
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, serveSignals...)
 	defer signal.Stop(sigs)
-	srv := d.httpServer(cfg, log)
+	srv := d.httpServer(cfg)
 	srvs := []*http.Server{srv}
 	errc := serveOn(srv, stallListener(ln, cfg.WriteTimeout.Duration))
 	var adminErrc <-chan error // nil blocks: no admin listener
 	if aln != nil {
 		admin := &http.Server{Handler: newAdminHandler(d.handler.server, d.metrics),
-			ReadHeaderTimeout: cfg.ReadHeaderTimeout.Duration}
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout.Duration, ErrorLog: d.errorLog()}
 		srvs = append(srvs, admin)
 		adminErrc = serveOn(admin, aln)
 	}
