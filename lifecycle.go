@@ -154,6 +154,12 @@ func (d *daemon) build(cfg *Config, src configSource) (*generation, error) {
 		drained: make(chan struct{})}, nil
 }
 
+// discard releases a generation that never served.
+func (g *generation) discard() {
+	g.s.Close()
+	g.logs.Close()
+}
+
 // activate starts g's cleaner and makes g the generation in use. The
 // previous one, if any, is retired and closed once its requests end.
 //

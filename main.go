@@ -126,21 +126,10 @@ func serve(ctx context.Context, d *daemon, cfg *Config, src configSource, addr s
 	if err != nil {
 		return err
 	}
-	log := g.log
-	ln, err := listen(addr)
+	ln, aln, err := listenBoth(addr, cfg.AdminListen)
 	if err != nil {
-		g.s.Close()
-		g.logs.Close()
+		g.discard()
 		return err
-	}
-	var aln net.Listener
-	if cfg.AdminListen != "" {
-		if aln, err = net.Listen("tcp", cfg.AdminListen); err != nil {
-			ln.Close()
-			g.s.Close()
-			g.logs.Close()
-			return fmt.Errorf("admin_listen %s: %w", cfg.AdminListen, err)
-		}
 	}
 	d.activate(g)
 	defer d.close()
@@ -158,17 +147,34 @@ func serve(ctx context.Context, d *daemon, cfg *Config, src configSource, addr s
 		srvs = append(srvs, admin)
 		adminErrc = serveOn(admin, aln)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "admin", adminAddr(aln),
+	g.log.Info("listening", "addr", ln.Addr().String(), "admin", adminAddr(aln),
 		"config", configName(src), "cache_dir", g.s.cache.dir, "version", version)
 	if err := sdNotify("READY=1"); err != nil {
-		log.Warn("telling systemd we are ready", "err", err)
+		g.log.Warn("telling systemd we are ready", "err", err)
 	}
 
 	err = d.wait(ctx, sigs, errc, adminErrc)
 	sdNotify("STOPPING=1")
+	log := d.handler.cur.Load().log // the config in use now, after any reload
 	log.Info("shutting down", "grace", cfg.ShutdownGrace.Duration)
 	shutdown(log, cfg.ShutdownGrace.Duration, srvs...)
 	return err
+}
+
+// listenBoth opens the public listener and, unless adminAddr is empty, the
+// admin one.
+func listenBoth(addr, adminAddr string) (ln, admin net.Listener, err error) {
+	if ln, err = listen(addr); err != nil {
+		return nil, nil, err
+	}
+	if adminAddr == "" {
+		return ln, nil, nil
+	}
+	if admin, err = net.Listen("tcp", adminAddr); err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("admin_listen %s: %w", adminAddr, err)
+	}
+	return ln, admin, nil
 }
 
 func adminAddr(ln net.Listener) string {

@@ -626,3 +626,17 @@ func TestClosedDaemonAnswers503(t *testing.T) {
 		t.Errorf("GET after close = %d, want 503", rec.Code)
 	}
 }
+
+func TestAdminListenInUseFails(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	t.Chdir(t.TempDir())
+	_, _, err = runApp(t, context.Background(), "--listen", "127.0.0.1:0",
+		"--admin", busy.Addr().String())
+	if err == nil || !strings.Contains(err.Error(), "admin_listen") {
+		t.Errorf("serving with admin_listen in use = %v, want an error naming admin_listen", err)
+	}
+}
