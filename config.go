@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"sort"
@@ -101,6 +102,19 @@ type Config struct {
 
 	// Logging configures loggers and handlers, in the original's shape.
 	Logging LoggingConfig `toml:"logging"`
+
+	// AdminListen is the host:port of the admin listener (/metrics, /healthz,
+	// /readyz, /debug/pprof/, POST /purge). Empty turns it off.
+	AdminListen string `toml:"admin_listen"`
+	// ShutdownGrace is how long SIGTERM waits for requests in flight.
+	ShutdownGrace Duration `toml:"shutdown_grace"`
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	// IdleTimeout closes keep-alive connections idle that long.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// WriteTimeout is the longest a client may take to accept each 256 KiB
+	// of an answer; a slow download that keeps moving is never cut. Zero is off.
+	WriteTimeout Duration `toml:"write_timeout"`
 }
 
 // ClusterConfig is one cluster of an origin: nodes holding the same files.
@@ -302,6 +316,11 @@ func defaultConfig() *Config {
 		MaxStaleOnError:     Duration{Duration: 24 * time.Hour},
 		AccelRedirectPath:   "/resized",
 		Logging:             LoggingConfig{Version: 1},
+		AdminListen:         "127.0.0.1:9090",
+		ShutdownGrace:       Duration{Duration: 10 * time.Second},
+		ReadHeaderTimeout:   Duration{Duration: 10 * time.Second},
+		IdleTimeout:         Duration{Duration: 120 * time.Second},
+		WriteTimeout:        Duration{Duration: 60 * time.Second},
 	}
 }
 
@@ -485,6 +504,8 @@ func (c *Config) validate() error {
 		"clean_every": c.CleanEvery, "origin_fetch_timeout": c.OriginFetchTimeout,
 		"origin_timeout": c.OriginTimeout, "external_expires": c.ExternalExpires,
 		"cache_default_expires": c.CacheDefaultExpires, "max_stale_on_error": c.MaxStaleOnError,
+		"shutdown_grace": c.ShutdownGrace, "read_header_timeout": c.ReadHeaderTimeout,
+		"idle_timeout": c.IdleTimeout, "write_timeout": c.WriteTimeout,
 	} {
 		if d.bad != nil {
 			bad(key, "%v", d.bad)
@@ -501,6 +522,14 @@ func (c *Config) validate() error {
 	}
 	if c.OriginTimeout.Duration <= 0 {
 		bad("origin_timeout", "must be positive")
+	}
+	if c.ReadHeaderTimeout.Duration <= 0 {
+		bad("read_header_timeout", "must be positive")
+	}
+	if c.AdminListen != "" {
+		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+			bad("admin_listen", "%q is not host:port", c.AdminListen)
+		}
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	if c.MaxSourceBytes < 0 {

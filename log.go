@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,12 +18,12 @@ type logging struct {
 	cfg    LoggingConfig
 	stderr io.Writer
 	mu     sync.Mutex // guards files
-	files  map[string]*os.File
+	files  map[string]*logFile
 }
 
 // newLogging opens the destinations of cfg. Console output goes to stderr.
 func newLogging(cfg LoggingConfig, stderr io.Writer) (*logging, error) {
-	l := &logging{cfg: cfg, stderr: stderr, files: map[string]*os.File{}}
+	l := &logging{cfg: cfg, stderr: locked(stderr), files: map[string]*logFile{}}
 	for _, name := range sortedKeys(cfg.Handlers) {
 		h := cfg.Handlers[name]
 		if handlerKind(h.Class) != "file" {
@@ -36,14 +37,14 @@ func newLogging(cfg LoggingConfig, stderr io.Writer) (*logging, error) {
 	return l, nil
 }
 
-func (l *logging) file(name string) (*os.File, error) {
+func (l *logging) file(name string) (*logFile, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if f, ok := l.files[name]; ok {
 		return f, nil
 	}
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
+	f := &logFile{name: name}
+	if err := f.reopen(); err != nil {
 		return nil, err
 	}
 	l.files[name] = f
@@ -57,6 +58,84 @@ func (l *logging) Close() {
 	for _, f := range l.files {
 		f.Close()
 	}
+}
+
+// Reopen opens every log file again by name, for logrotate's SIGUSR1: lines
+// go to the new file from then on. It returns the files that could not be
+// reopened; they keep writing to the old file.
+func (l *logging) Reopen() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for _, name := range sortedKeys(l.files) {
+		if err := l.files[name].reopen(); err != nil {
+			errs = append(errs, fmt.Errorf("reopen log file: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stdout is standard output shared by every console handler that asks for it.
+var stdout io.Writer = &lockedWriter{w: os.Stdout}
+
+// lockedWriter serialises writes of the handlers that share a writer: each
+// slog handler locks only itself, and a bytes.Buffer (tests) or a pipe
+// must not see two lines at once.
+type lockedWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+// locked returns w behind a lock, unless it already is: the loggings of
+// two configs alive at once (during a reload) must share one lock.
+func locked(w io.Writer) io.Writer {
+	if _, ok := w.(*lockedWriter); ok {
+		return w
+	}
+	return &lockedWriter{w: w}
+}
+
+func (lw *lockedWriter) Write(b []byte) (int, error) {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.w.Write(b)
+}
+
+// logFile is a log file that can be reopened under the handlers that write
+// to it. It is safe for concurrent use.
+type logFile struct {
+	name string
+	mu   sync.Mutex // guards f; held while writing so a line never splits
+	f    *os.File
+}
+
+func (lf *logFile) Write(b []byte) (int, error) {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.f.Write(b)
+}
+
+// reopen opens the file by name and closes the one it replaces.
+func (lf *logFile) reopen() error {
+	f, err := os.OpenFile(lf.name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	lf.mu.Lock()
+	old := lf.f
+	lf.f = f
+	lf.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Close closes the file.
+func (lf *logFile) Close() error {
+	lf.mu.Lock()
+	defer lf.mu.Unlock()
+	return lf.f.Close()
 }
 
 // logger returns the logger called name ("katana.server", ...). Its level and
@@ -82,7 +161,7 @@ func (l *logging) logger(name string) *slog.Logger {
 				w = f
 			}
 		} else if strings.Contains(hc.Stream, "stdout") {
-			w = os.Stdout
+			w = stdout
 		}
 		hs = append(hs, l.handler(w, hlevel))
 	}

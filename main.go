@@ -7,18 +7,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"syscall"
-	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -43,15 +39,19 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"KATANA_CONFIG", "CONFIG_FILE"},
-				Usage: "config `FILE` (default ./katana.toml, then /etc/katana/katana.toml, then built in)"},
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"},
+				EnvVars: []string{"KATANA_CONFIG", "CONFIG_FILE"},
+				Usage:   "config `FILE` (default ./katana.toml, then /etc/katana/katana.toml, then built in)"},
 			&cli.StringFlag{Name: "listen", Aliases: []string{"start"}, Value: "0.0.0.0:8080",
 				Usage: "listen on `ADDR` (host:port, [ipv6]:port, :port)"},
 			&cli.StringFlag{Name: "origin",
 				Usage: "serve the default origin from one `URL_OR_DIR` (http://host:port or a directory)"},
 			&cli.BoolFlag{Name: "dump", Usage: "print the effective config as TOML and exit"},
 			&cli.BoolFlag{Name: "check", Usage: "validate the config, list every problem, and exit"},
-			&cli.BoolFlag{Name: "clean", Aliases: []string{"cleaner"}, Usage: "run one cleaning pass and exit"},
+			&cli.StringFlag{Name: "admin",
+				Usage: "admin listener `ADDR` (host:port; \"\" turns it off), instead of admin_listen"},
+			&cli.BoolFlag{Name: "clean", Aliases: []string{"cleaner"},
+				Usage: "run one cleaning pass and exit"},
 		},
 		Action: func(c *cli.Context) error {
 			return run(c.Context, c, stdout, stderr)
@@ -67,14 +67,37 @@ func run(ctx context.Context, c *cli.Context, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected argument %q (see --help)", c.Args().First())
 	}
 	path := findConfig(c.String("config"))
-	cfg, src, err := loadConfigWith(path, func(cfg *Config) {
-		if o := c.String("origin"); o != "" {
-			cfg.Origins["default"] = map[string]*ClusterConfig{"default": {IPs: []string{o}}}
-		}
-	})
+	adjust := flagOverrides(c)
+	cfg, src, err := loadConfigWith(path, adjust)
 	if err != nil {
 		return err
 	}
+	if c.Bool("dump") {
+		return cfg.dump(stdout)
+	}
+	if c.Bool("check") || c.Bool("clean") {
+		return runOnce(ctx, c, cfg, src, stdout, stderr)
+	}
+	return serve(ctx, newDaemon(ctx, path, adjust, stderr), cfg, src, c.String("listen"))
+}
+
+// flagOverrides returns the change the command line makes to every config
+// loaded, at start and on reload.
+func flagOverrides(c *cli.Context) func(*Config) {
+	origin, admin, adminSet := c.String("origin"), c.String("admin"), c.IsSet("admin")
+	return func(cfg *Config) {
+		if origin != "" {
+			cfg.Origins["default"] = map[string]*ClusterConfig{"default": {IPs: []string{origin}}}
+		}
+		if adminSet {
+			cfg.AdminListen = admin
+		}
+	}
+}
+
+// runOnce is --check or --clean.
+func runOnce(ctx context.Context, c *cli.Context, cfg *Config, src configSource,
+	stdout, stderr io.Writer) error {
 	logs, err := newLogging(cfg.Logging, stderr)
 	if err != nil {
 		return err
@@ -84,32 +107,33 @@ func run(ctx context.Context, c *cli.Context, stdout, stderr io.Writer) error {
 	for _, w := range src.Warnings {
 		log.Warn("config", "warning", w)
 	}
-
-	switch {
-	case c.Bool("dump"):
-		return cfg.dump(stdout)
-	case c.Bool("check"):
-		s, err := newServer(cfg, log)
-		if err != nil {
-			return err
-		}
-		s.Close()
-		fmt.Fprintf(stdout, "config %s: ok\n", configName(src))
-		return nil
-	case c.Bool("clean"):
+	if c.Bool("clean") {
 		return runCleanOnce(ctx, cfg, logs.logger("katana.cleaner"))
 	}
-	return serve(ctx, cfg, src, c.String("listen"), logs)
-}
-
-// serve runs the HTTP server until SIGINT or SIGTERM, then drains it.
-func serve(ctx context.Context, cfg *Config, src configSource, addr string, logs *logging) error {
-	log := logs.logger("katana.server")
 	s, err := newServer(cfg, log)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
+	s.Close()
+	fmt.Fprintf(stdout, "config %s: ok\n", configName(src))
+	return nil
+}
+
+// serve runs the HTTP server and the admin listener until ctx ends or
+// SIGINT or SIGTERM, then drains them within shutdown_grace. SIGHUP reloads
+// the config; SIGUSR1 reopens the log files.
+func serve(ctx context.Context, d *daemon, cfg *Config, src configSource, addr string) error {
+	g, err := d.build(cfg, src)
+	if err != nil {
+		return err
+	}
+	ln, aln, err := listenBoth(addr, cfg.AdminListen)
+	if err != nil {
+		g.discard()
+		return err
+	}
+	d.activate(g)
+	defer d.close()
 	// Compile the WebP codec now rather than in the first request (~200 ms).
 	go webpInit()
 	if os.Getenv("GOMEMLIMIT") == "" {
@@ -117,42 +141,55 @@ func serve(ctx context.Context, cfg *Config, src configSource, addr string, logs
 		// runtime cannot count (code, stacks, the WebP codec's compiled code).
 		debug.SetMemoryLimit(cfg.memoryBudget() / 100 * 85)
 	}
-	stopCleaner := startCleaner(ctx, cfg, s, logs.logger("katana.cleaner"))
-	defer stopCleaner()
 
-	ln, err := listen(addr)
-	if err != nil {
-		return err
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, serveSignals...)
+	defer signal.Stop(sigs)
+	srv := d.httpServer(cfg)
+	srvs := []*http.Server{srv}
+	errc := serveOn(srv, stallListener(ln, cfg.WriteTimeout.Duration))
+	var adminErrc <-chan error // nil blocks: no admin listener
+	if aln != nil {
+		admin := &http.Server{Handler: newAdminHandler(d.handler.server, d.metrics),
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout.Duration, ErrorLog: d.errorLog()}
+		srvs = append(srvs, admin)
+		adminErrc = serveOn(admin, aln)
 	}
-	srv := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	g.log.Info("listening", "addr", ln.Addr().String(), "admin", adminAddr(aln),
+		"config", configName(src), "cache_dir", g.s.cache.dir, "version", version)
+	if err := sdNotify("READY=1"); err != nil {
+		g.log.Warn("telling systemd we are ready", "err", err)
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "config", configName(src),
-		"cache_dir", s.cache.dir, "version", version)
 
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	err = d.wait(ctx, sigs, errc, adminErrc)
+	sdNotify("STOPPING=1")
+	log := d.handler.cur.Load().log // the config in use now, after any reload
+	log.Info("shutting down", "grace", cfg.ShutdownGrace.Duration)
+	shutdown(log, cfg.ShutdownGrace.Duration, srvs...)
+	return err
+}
+
+// listenBoth opens the public listener and, unless adminAddr is empty, the
+// admin one.
+func listenBoth(addr, adminAddr string) (ln, admin net.Listener, err error) {
+	if ln, err = listen(addr); err != nil {
+		return nil, nil, err
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if adminAddr == "" {
+		return ln, nil, nil
 	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if admin, err = net.Listen("tcp", adminAddr); err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("admin_listen %s: %w", adminAddr, err)
 	}
-	return nil
+	return ln, admin, nil
+}
+
+func adminAddr(ln net.Listener) string {
+	if ln == nil {
+		return "off"
+	}
+	return ln.Addr().String()
 }
 
 // listen opens addr; a bare host or IP gets port 8080.

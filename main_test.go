@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -21,24 +19,6 @@ func runApp(t *testing.T, ctx context.Context, args ...string) (stdout, stderr s
 	return out.String(), errb.String(), err
 }
 
-// syncBuffer is a bytes.Buffer that several loggers may write at once, as
-// they may write to one stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestCLICheck(t *testing.T) {
 	example := exampleAbs(t)
@@ -113,7 +93,7 @@ func TestCLIServesAndStops(t *testing.T) {
 			var stderr string
 			go func() {
 				var err error
-				_, stderr, err = runApp(t, ctx, "--origin", photos, "--start", addr)
+				_, stderr, err = runApp(t, ctx, "--origin", photos, "--start", addr, "--admin", "127.0.0.1:0")
 				done <- err
 			}()
 			url := "http://" + addr + "/a.jpg/resize-20x.png"

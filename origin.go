@@ -63,6 +63,9 @@ type originOptions struct {
 	Proxy        string        // proxy key: "host:port" or "http://host:port"; "" = none
 	UserAgent    string        // e.g. "Katana/2.0.0"; "" sends Go's default
 	Logger       *slog.Logger  // nil discards logs
+	// Observe, when set, is called after every probe and fetch to a node,
+	// from the goroutine that made it; it must be quick and concurrency safe.
+	Observe func(ctx context.Context, ev originEvent)
 
 	ChunkSize       int           // chunk_size: read buffer for bodies; 0 = 32 KiB
 	NodeBackoff     time.Duration // first back-off of a node that failed; 0 = 2s

@@ -27,7 +27,7 @@ func (o *Origin) Do(ctx context.Context, method, path, rawQuery string, h http.H
 	}
 	last := allDown(c)
 	for _, n := range o.getOrder(c, first) {
-		resp, err := o.doNode(ctx, c, n, method, path, rawQuery, h, body)
+		resp, err := o.timedDo(ctx, c, n, method, path, rawQuery, h, body)
 		if err == nil {
 			o.remember(path, c, n, nil)
 			return resp, nil

@@ -33,7 +33,7 @@ func (o *Origin) get(ctx context.Context, c *cluster, first *node, path string, 
 	}
 	var failure, notFound error
 	for _, n := range nodes {
-		resp, err := o.getNode(ctx, c, n, path, v, sink)
+		resp, err := o.timedGet(ctx, c, n, path, v, sink)
 		if err == nil {
 			return resp, n, nil
 		}

@@ -50,7 +50,7 @@ func (o *Origin) probe(ctx context.Context, path string, v validators) (*probeRe
 	targets, down := o.plan(o.now())
 	results := make(chan probeResult, len(targets)) // buffered: losers never block
 	for _, t := range targets {
-		go func() { results <- o.probeNode(ctx, pctx, t.c, t.n, path, v) }()
+		go func() { results <- o.timedProbe(ctx, pctx, t.c, t.n, path, v) }()
 	}
 
 	t := probeTally{absent: map[*cluster]bool{}, failed: map[*cluster]error{}}

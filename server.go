@@ -51,6 +51,7 @@ type server struct {
 	now     func() time.Time
 	stats   serverStats
 	cleaner *Cleaner // nil when no cleaner runs (tests, --check)
+	metrics *metrics // nil records nothing; set before the first request
 }
 
 // serverStats counts the hot path; read with Load.
@@ -112,6 +113,7 @@ func (s *server) originOptions() originOptions {
 		Proxy:        s.cfg.Proxy,
 		UserAgent:    "Katana/" + version,
 		Logger:       s.log,
+		Observe:      s.observeOrigin,
 	}
 }
 
@@ -137,6 +139,7 @@ type result struct {
 // ServeHTTP routes the request, gets the file and answers.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
+	r = withTrace(r, s.metrics)
 	lw := &logWriter{ResponseWriter: w, status: http.StatusOK}
 	var res *result
 	var m *routeMatch
@@ -374,7 +377,9 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
 	}
 	s.stats.resizes.Add(1)
+	jobDone := s.metrics.imageJob(opt.Format)
 	out, format, err := s.transform(ctx, data, opt)
+	jobDone()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.rel, err)
 	}
@@ -757,6 +762,7 @@ func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // logRequest writes one access-log line per request, its level from the status.
 func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *routeMatch, res *result) {
+	took := s.now().Sub(start)
 	level := slog.LevelInfo
 	switch {
 	case w.status >= 500:
@@ -769,7 +775,7 @@ func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *r
 		slog.String("path", r.URL.Path),
 		slog.Int("status", w.status),
 		slog.Int64("bytes", w.bytes),
-		slog.Duration("duration", s.now().Sub(start)),
+		slog.Duration("duration", took),
 	}
 	if m != nil {
 		attrs = append(attrs, slog.String("route", m.action.key))
@@ -777,8 +783,12 @@ func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *r
 	if res != nil {
 		attrs = append(attrs, slog.String("cache", res.cache))
 	}
+	if node := originNode(r.Context()); node != "" {
+		attrs = append(attrs, slog.String("origin", node))
+	}
 	if w.err != nil {
 		attrs = append(attrs, slog.String("err", w.err.Error()))
 	}
 	s.log.LogAttrs(r.Context(), level, "request", attrs...)
+	s.metrics.request(m, w.status, cacheOutcome(res), took)
 }

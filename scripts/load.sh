@@ -45,7 +45,7 @@ wait_port() {
   return 1
 }
 
-(cd "$work" && exec ./katana --origin "$work/origin" --listen 127.0.0.1:18101 2>katana.log) &
+(cd "$work" && exec ./katana --admin "" --origin "$work/origin" --listen 127.0.0.1:18101 2>katana.log) &
 katana=$!; pids+=("$katana")
 "$work/plain" -listen 127.0.0.1:18103 -photo "$photo" 2>"$work/plain.log" &
 plain=$!; pids+=("$plain")
@@ -135,7 +135,7 @@ if [[ -f $big ]]; then
   mkdir -p "$work/big/origin"
   cp "$big" "$work/big/origin/big.jpg"
   printf 'max_memory = %d\n' $((512 << 20)) >"$work/big/katana.toml"
-  (cd "$work/big" && exec "$work/katana" --config katana.toml --origin "$work/big/origin" \
+  (cd "$work/big" && exec "$work/katana" --admin "" --config katana.toml --origin "$work/big/origin" \
     --listen 127.0.0.1:18104 2>katana.log) &
   bigpid=$!; pids+=("$bigpid")
   wait_port 18104
