@@ -19,7 +19,6 @@ func runApp(t *testing.T, ctx context.Context, args ...string) (stdout, stderr s
 	return out.String(), errb.String(), err
 }
 
-
 func TestCLICheck(t *testing.T) {
 	example := exampleAbs(t)
 	t.Chdir(t.TempDir())
