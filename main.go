@@ -51,6 +51,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "dump", Usage: "print the effective config as TOML and exit"},
 			&cli.BoolFlag{Name: "check", Usage: "validate the config, list every problem, and exit"},
 			&cli.BoolFlag{Name: "clean", Aliases: []string{"cleaner"}, Usage: "run one cleaning pass and exit"},
+			&cli.StringFlag{Name: "sign", Usage: "print `PATH` signed with the first signature_key; " +
+				"{signature} in PATH marks where the signature goes"},
 		},
 		Action: func(c *cli.Context) error {
 			return run(c.Context, c, stdout, stderr)
@@ -95,6 +97,8 @@ func run(ctx context.Context, c *cli.Context, stdout, stderr io.Writer) error {
 		s.Close()
 		fmt.Fprintf(stdout, "config %s: ok\n", configName(src))
 		return nil
+	case c.IsSet("sign"):
+		return printSignedPath(stdout, cfg, c.String("sign"))
 	case c.Bool("clean"):
 		return runCleanOnce(ctx, cfg, logs.logger("katana.cleaner"))
 	}

@@ -53,6 +53,8 @@ type action struct {
 	keyQuery         bool            // the query string is part of the key (proxy only)
 	storeUnvalidated bool            // store responses without freshness or validator
 	passThrough      bool            // forward any origin status as it is (proxy only)
+	signed           bool            // url_re has a signature group (signing.go)
+	sizes            sizeSet         // allowed_sizes; nil allows any (resize only)
 }
 
 // allows reports whether the action accepts the method.
@@ -86,11 +88,12 @@ type routeMatch struct {
 type router struct {
 	actions []*action
 	cfg     *Config
+	signer  *signer
 }
 
 // newRouter compiles every route of cfg, reporting all problems at once.
 func newRouter(cfg *Config) (*router, error) {
-	rt := &router{cfg: cfg}
+	rt := &router{cfg: cfg, signer: newSigner(cfg.SignatureKey)}
 	var errs []error
 	for i, rc := range cfg.Routing {
 		acts, err := compileRoute(i, rc, cfg)
@@ -115,8 +118,11 @@ func compileRoute(i int, rc *RouteConfig, cfg *Config) ([]*action, error) {
 			"cache_path_resized": r.CachePathResized,
 		})
 		errs = append(errs, err)
+		sizes, err := parseSizes(fmt.Sprintf("routing[%d].resize.allowed_sizes", i),
+			r.AllowedSizes, cfg)
+		errs = append(errs, err)
 		if a != nil {
-			a.lossless = r.WebPLossless
+			a.lossless, a.sizes = r.WebPLossless, sizes
 			acts = append(acts, a)
 		}
 	}
@@ -152,6 +158,9 @@ func compileAction(cfg *Config, kind actionKind, i int, re, origin string,
 		bad("url_re", "does not compile: %v", err)
 	} else {
 		a.re = regexp.MustCompile(`\A(?:` + re + `)\z`)
+		if a.signed = isSigned(a.re); a.signed && len(cfg.SignatureKey) == 0 {
+			bad("url_re", "has a %s group but signature_key is empty", signatureGroup)
+		}
 	}
 	if origin == "" {
 		origin = "default"
@@ -228,6 +237,9 @@ func (rt *router) match(reqPath, rawPath, rawQuery string) (*routeMatch, error) 
 		if sub == nil {
 			continue
 		}
+		if err := rt.checkSignature(a, reqPath); err != nil {
+			return nil, err
+		}
 		groups := make(map[string]string, len(sub))
 		for i, n := range a.re.SubexpNames() {
 			if n != "" {
@@ -255,6 +267,9 @@ func (rt *router) build(a *action, groups map[string]string) (*routeMatch, error
 	m := &routeMatch{action: a, groups: groups}
 	if a.kind == actionResize {
 		m.image = rt.normalise(groups)
+		if err := a.checkSize(m.image); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	if m.originPath, err = originPath(a.originTmpl.render(groups)); err != nil {

@@ -278,6 +278,10 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 		return &fetched{e: old, how: "revalidated"}, nil
 	}
 
+	if err := checkImageBody(p.File, m.originPath); err != nil {
+		p.Abort()
+		return nil, err
+	}
 	head := make([]byte, 512)
 	n, _ := p.ReadAt(head, 0)
 	e := &entry{
@@ -625,6 +629,10 @@ func errorStatus(err error) (int, string) {
 		return http.StatusRequestURITooLong, "path too long"
 	case errors.Is(err, errBadPath):
 		return http.StatusBadRequest, "bad request path"
+	case errors.Is(err, errSizeNotAllowed):
+		return http.StatusBadRequest, "size not allowed"
+	case errors.Is(err, errBadSignature):
+		return http.StatusForbidden, "invalid signature"
 	case errors.Is(err, errNoRoute), errors.Is(err, errNotFound):
 		return http.StatusNotFound, "not found"
 	case errors.Is(err, errSourceTooLarge), errors.Is(err, errAnimationTooLarge):
