@@ -3,8 +3,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 )
 
 // checkImageBody refuses a stored or buffered origin body whose first bytes
@@ -17,4 +20,29 @@ func checkImageBody(r io.ReaderAt, originPath string) error {
 			errNotImage, originPath)
 	}
 	return nil
+}
+
+// errImagePanic marks a panic recovered in a decoder or encoder; it always comes
+// wrapped with errBadImage (502), so the input is never stored as a good variant.
+var errImagePanic = errors.New("image pipeline panicked")
+
+// transformFunc is the image pipeline the handler runs; tests replace it to
+// make it panic or block.
+var transformFunc = transformImage
+
+// guardedTransform runs the pipeline on the source at rel, turning a panic into
+// errBadImage and logging it, with rel, at Error.
+func (s *server) guardedTransform(ctx context.Context, data []byte, opt imageOptions,
+	rel string) (out []byte, format string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, format = nil, ""
+			err = fmt.Errorf("%w: %w: %v", errBadImage, errImagePanic, p)
+		}
+		if errors.Is(err, errImagePanic) {
+			s.log.Error("image pipeline panicked", "cache_path", rel, "err", err,
+				"stack", string(debug.Stack()))
+		}
+	}()
+	return s.transform(ctx, data, opt)
 }

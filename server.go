@@ -357,7 +357,7 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 		return nil, err
 	}
 	s.stats.resizes.Add(1)
-	out, format, err := s.transform(ctx, data, opt)
+	out, format, err := s.guardedTransform(ctx, data, opt, src.rel)
 	s.work.Release(1)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.rel, err)
@@ -380,7 +380,7 @@ func (s *server) transform(ctx context.Context, data []byte, opt imageOptions) (
 	opt.WebPMethod = s.bg.WebPMethod
 	opt.MaxSourcePixels = s.bg.MaxSourcePixels
 	opt.MaxAnimationPixels = s.bg.MaxAnimationPixels
-	return transformImage(ctx, data, opt)
+	return transformFunc(ctx, data, opt)
 }
 
 // placeholder answers a missing file with not_found_source: as it is for a
