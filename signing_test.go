@@ -155,8 +155,8 @@ cache_path_resized = "{base}-{width}.png"
 		{"short and repeated keys", `signature_key = ["short", "` + newKey + `", "` +
 			newKey + `"]` + route, []string{"signature_key[0]", "signature_key[2]"}},
 		{"bad sizes", strings.Replace(route, "origin_tmpl",
-			`allowed_sizes = ["300x", "3x3x", "99999x", "abc"]`+"\norigin_tmpl", 1)+
-			`signature_key = ["`+newKey+`"]`,
+			`allowed_sizes = ["300x", "3x3x", "99999x", "abc"]`+"\norigin_tmpl", 1) +
+			`signature_key = ["` + newKey + `"]`,
 			[]string{"allowed_sizes[1]", "allowed_sizes[2]", "allowed_sizes[3]",
 				"thumb_max_width"}},
 	}
