@@ -154,9 +154,8 @@ cache_path_resized = "{base}-{width}.png"
 			[]string{"routing[0].resize.url_re", "signature_key is empty"}},
 		{"short and repeated keys", `signature_key = ["short", "` + newKey + `", "` +
 			newKey + `"]` + route, []string{"signature_key[0]", "signature_key[2]"}},
-		{"bad sizes", strings.Replace(route, "origin_tmpl",
-			`allowed_sizes = ["300x", "3x3x", "99999x", "abc"]`+"\norigin_tmpl", 1) +
-			`signature_key = ["` + newKey + `"]`,
+		{"bad sizes", `signature_key = ["` + newKey + `"]` + strings.Replace(route,
+			"origin_tmpl", `allowed_sizes = ["300x", "3x3x", "99999x", "abc"]`+"\norigin_tmpl", 1),
 			[]string{"allowed_sizes[1]", "allowed_sizes[2]", "allowed_sizes[3]",
 				"thumb_max_width"}},
 	}

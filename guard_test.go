@@ -1,0 +1,252 @@
+// guard_test.go drives the handler with hostile input: non-image origin bodies,
+// pipeline panics, clients that leave, malformed paths and echoed input.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestNonImageOriginBodyRefused(t *testing.T) {
+	o := newTestOrigin(t)
+	html := []byte("<html><script>alert(1)</script></html>")
+	o.put("/stored.jpg", html, "Content-Type", "image/jpeg", "Cache-Control", "max-age=60")
+	o.put("/nostore.jpg", html, "Content-Type", "image/jpeg", "Cache-Control", "no-store")
+	k := newKatana(t, o, nil)
+	for _, p := range []string{"/stored.jpg", "/nostore.jpg", "/stored.jpg/resize-10x.png",
+		"/nostore.jpg/resize-10x.webp"} {
+		t.Run(p, func(t *testing.T) {
+			resp, body := k.get(t, p)
+			wantStatus(t, resp, body, http.StatusUnsupportedMediaType)
+			if bytes.Contains(body, []byte("script")) {
+				t.Errorf("body %q carries the origin's bytes", body)
+			}
+		})
+	}
+	if files := cacheFiles(t, k.dir); len(files) != 0 {
+		t.Errorf("cache holds %v after non-image bodies, want nothing", files)
+	}
+
+	// Once the origin serves an image the same URL works: nothing bad was kept.
+	o.put("/stored.jpg", testJPEG(t, 40, 20))
+	resp, body := k.get(t, "/stored.jpg/resize-10x.png")
+	wantStatus(t, resp, body, http.StatusOK)
+	if b := decodeImage(t, body, "png").Bounds(); b.Dx() != 10 || b.Dy() != 5 {
+		t.Errorf("variant = %dx%d, want 10x5", b.Dx(), b.Dy())
+	}
+}
+
+// syncBuffer is a log destination safe for the handler's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// swapTransform replaces the pipeline for one test.
+func swapTransform(t *testing.T, fn func(context.Context, []byte, imageOptions) ([]byte,
+	string, error)) {
+	t.Helper()
+	transformFunc = fn
+	t.Cleanup(func() { transformFunc = transformImage })
+}
+
+func TestPipelinePanicIs502(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/p.jpg", testJPEG(t, 64, 32))
+	k := newKatana(t, o, nil)
+	var logs syncBuffer
+	k.s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	swapTransform(t, func(context.Context, []byte, imageOptions) ([]byte, string, error) {
+		var m map[string]int
+		m["decoder bug"]++ // a nil-map write: a real runtime panic
+		return nil, "", nil
+	})
+
+	resp, body := k.get(t, "/p.jpg/resize-16x.png")
+	wantStatus(t, resp, body, http.StatusBadGateway)
+	if exists(filepath.Join(k.dir, "p-16x0-0-q75.png")) {
+		t.Error("a variant was stored for a panicking pipeline")
+	}
+	log := logs.String()
+	if !strings.Contains(log, "image pipeline panicked") ||
+		!strings.Contains(log, "cache_path=p/source.jpg") {
+		t.Errorf("log does not report the panic with the source's cache path:\n%s", log)
+	}
+
+	transformFunc = transformImage
+	resp, body = k.get(t, "/p.jpg/resize-16x.png")
+	wantStatus(t, resp, body, http.StatusOK)
+	if b := decodeImage(t, body, "png").Bounds(); b.Dx() != 16 || b.Dy() != 8 {
+		t.Errorf("variant after the panic = %dx%d, want 16x8", b.Dx(), b.Dy())
+	}
+}
+
+func TestClientGoneCancelsImageWork(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/slow.jpg", testJPEG(t, 64, 64))
+	k := newKatana(t, o, nil)
+	started, seen := make(chan struct{}), make(chan error, 1)
+	swapTransform(t, func(ctx context.Context, _ []byte, _ imageOptions) ([]byte, string,
+		error) {
+		close(started)
+		select {
+		case <-ctx.Done():
+			seen <- ctx.Err()
+		case <-time.After(30 * time.Second): // a guard against hanging, not a measure
+			seen <- errors.New("the pipeline's context was never cancelled")
+		}
+		return nil, "", ctx.Err()
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, k.URL+"/slow.jpg/resize-8x.png", nil)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	<-started
+	cancel()
+	if err := <-seen; !errors.Is(err, context.Canceled) {
+		t.Fatalf("pipeline context ended with %v, want context.Canceled", err)
+	}
+	<-errc
+	if exists(filepath.Join(k.dir, "slow-8x0-0-q75.png")) {
+		t.Error("a variant was stored for a request whose client left")
+	}
+}
+
+func TestMalformedPathsAreRefused(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/a.jpg", testJPEG(t, 8, 8))
+	k := newKatana(t, o, nil)
+	addr := k.Listener.Addr().String()
+	tests := []struct {
+		target string
+		status int
+	}{
+		{"/a%00.jpg", 400},
+		{"/a%0d%0aSet-Cookie:%20x=1.jpg", 400},
+		{"/a%0aX-Injected:%201.jpg", 400},
+		{"/a%7f.jpg", 400},
+		{"/a%1b[31m.jpg", 400},
+		{"/%c0%af.jpg", 400},       // overlong UTF-8 for "/"
+		{"/%ed%a0%80.jpg", 400},    // a UTF-16 surrogate
+		{"/%f8%88%80%80.jpg", 400}, // 5-byte UTF-8
+		{"/a%c3.jpg", 400},         // truncated sequence
+		{"/a%5c..%5cb.jpg", 400},
+		{"/a/%2e%2e/%2e%2e/b.jpg", 400},
+		{"/a/..%2fb.jpg", 400},
+		{"/x.jpg/resize-10x.png/../../../etc.jpg", 400},
+		{"/" + strings.Repeat("%41", 2100) + ".jpg", 414},
+		{"/" + strings.Repeat("é", 1100) + ".jpg", 414},
+		{"/.katana/placeholder/x.jpg", 400},
+		{"/a.jpg.META/x.jpg", 400},
+		{"/.tmp-x/a.jpg", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target[:min(len(tt.target), 40)], func(t *testing.T) {
+			if got := rawGet(t, addr, tt.target); got != tt.status {
+				t.Errorf("GET %q = %d, want %d", tt.target, got, tt.status)
+			}
+		})
+	}
+	if n := o.total(); n != 0 {
+		t.Errorf("origin saw %d requests for malformed paths, want 0", n)
+	}
+	if files := cacheFiles(t, filepath.Dir(k.dir)); len(files) != 0 {
+		t.Errorf("files written for malformed paths: %v", files)
+	}
+}
+
+func TestResponsesEchoNoClientInput(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/ok.jpg", testJPEG(t, 8, 8))
+	k := newKatana(t, o, func(c *Config) { c.AccelRedirect = true })
+	const marker = "MARKERzq"
+	for _, p := range []string{"/" + marker + ".jpg", "/" + marker + ".txt",
+		"/" + marker + "%00.jpg", "/" + marker + ".jpg/resize-10x.gif",
+		"/" + strings.Repeat(marker, 300) + ".jpg"} {
+		t.Run(p[:min(len(p), 30)], func(t *testing.T) {
+			resp, body, raw := rawResponse(t, k.Listener.Addr().String(), p)
+			if resp.StatusCode < 400 {
+				t.Fatalf("GET %q = %d, want an error", p, resp.StatusCode)
+			}
+			if strings.Contains(raw, marker) || strings.Contains(string(body), marker) {
+				t.Errorf("GET %q: the answer echoes the path:\n%s", p, raw)
+			}
+		})
+	}
+
+	// X-Accel-Redirect carries the cache path, which comes from the request:
+	// checked, it holds no control character, no ".." and stays under the prefix.
+	resp, body := k.get(t, "/d%20i%C3%A9r/ok.jpg")
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET a missing file = %d (%q), want 404", resp.StatusCode, body)
+	}
+	o.put("/d iér/ok.jpg", testJPEG(t, 8, 8))
+	resp, _ = k.get(t, "/d%20i%C3%A9r/ok.jpg")
+	got := resp.Header.Get("X-Accel-Redirect")
+	if got != "/resized/d iér/ok/source.jpg" {
+		t.Errorf("X-Accel-Redirect = %q, want /resized/d iér/ok/source.jpg", got)
+	}
+	if strings.ContainsAny(got, "\r\n\x00") || strings.Contains(got, "..") {
+		t.Errorf("X-Accel-Redirect = %q holds a control character or ..", got)
+	}
+}
+
+// rawResponse sends a request line as written and returns the response, its
+// body and the whole answer as text.
+func rawResponse(t *testing.T, addr, target string) (*http.Response, []byte, string) {
+	t.Helper()
+	status, raw := rawExchange(t, addr, "GET "+target+" HTTP/1.1\r\nHost: test\r\n"+
+		"Connection: close\r\n\r\n")
+	resp := &http.Response{StatusCode: status}
+	_, body, _ := strings.Cut(raw, "\r\n\r\n")
+	return resp, []byte(body), raw
+}
+
+// rawExchange writes req on a new connection and returns the status and all
+// that came back until the server closed it.
+func rawExchange(t *testing.T, addr, req string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, req)
+	raw, _ := io.ReadAll(c)
+	var proto string
+	var status int
+	if _, err := fmt.Sscanf(string(raw), "%s %d", &proto, &status); err != nil {
+		t.Fatalf("%q: no status line in %q", req[:min(len(req), 40)], truncate(raw))
+	}
+	return status, string(raw)
+}
