@@ -46,3 +46,28 @@ func (s *server) guardedTransform(ctx context.Context, data []byte, opt imageOpt
 	}()
 	return s.transform(ctx, data, opt)
 }
+
+// errWriter remembers the first error of the writer it wraps, so that a copy
+// can tell a full disk (the cache's fault, 503) from a failed origin (502).
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (w *errWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// localSinkError turns an origin fetch that failed writing into the cache into
+// a storage error (503); other errors are returned as they are.
+func localSinkError(err error) error {
+	var se *sinkError
+	if errors.As(err, &se) {
+		return storageError(err)
+	}
+	return err
+}

@@ -228,8 +228,11 @@ func (s *server) copyBody(w io.Writer, resp *http.Response) error {
 	if limit <= 0 {
 		limit = 1 << 62
 	}
-	n, err := io.Copy(w, io.LimitReader(resp.Body, limit+1))
+	cw := &errWriter{w: w}
+	n, err := io.Copy(cw, io.LimitReader(resp.Body, limit+1))
 	switch {
+	case cw.err != nil:
+		return storageError(cw.err)
 	case err != nil:
 		return fmt.Errorf("%w: reading body: %w", errOriginFailed, err)
 	case n > limit:

@@ -254,6 +254,7 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 	resp, err := o.Fetch(ctx, m.originPath, v, p)
 	if err != nil {
 		p.Abort()
+		err = localSinkError(err)
 		if errors.Is(err, errNotFound) || ctx.Err() != nil {
 			return nil, err
 		}
