@@ -250,3 +250,87 @@ func rawExchange(t *testing.T, addr, req string) (int, string) {
 	}
 	return status, string(raw)
 }
+
+// lyingOrigin answers every request with the raw response write makes.
+func lyingOrigin(t *testing.T, write func(c net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.Read(buf)
+				write(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestLyingOriginBodies(t *testing.T) {
+	img := testJPEG(t, 64, 64)
+	big := bytes.Repeat(img, (3<<20)/len(img)+1)
+	tests := []struct {
+		name   string
+		write  func(c net.Conn)
+		status int
+		msg    string
+	}{
+		{"Content-Length over max_source_bytes", func(c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n"+
+				"Content-Length: 2147483648\r\n\r\n")
+			c.Write(img)
+		}, http.StatusBadGateway, "too large"},
+		{"chunked body over max_source_bytes", func(c net.Conn) {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n"+
+				"Transfer-Encoding: chunked\r\n\r\n")
+			for b := big; len(b) > 0; b = b[min(len(b), 64<<10):] {
+				fmt.Fprintf(c, "%x\r\n%s\r\n", min(len(b), 64<<10), b[:min(len(b), 64<<10)])
+			}
+			io.WriteString(c, "0\r\n\r\n")
+		}, http.StatusBadGateway, "too large"},
+		{"body past Content-Length is not read", func(c net.Conn) {
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(img))
+			c.Write(img)
+			io.WriteString(c, "<html>smuggled</html>")
+		}, http.StatusOK, ""},
+		{"image header, HTML inside", func(c net.Conn) {
+			body := append([]byte("\xff\xd8\xff"), "<html>not really</html>"...)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		}, http.StatusBadGateway, "could not be decoded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := lyingOrigin(t, tt.write)
+			k := newKatana(t, nil, func(c *Config) {
+				c.Origins["default"] = map[string]*ClusterConfig{"t": {IPs: []string{addr}}}
+				c.MaxSourceBytes = 1 << 20
+			})
+			resp, body := k.get(t, "/l.jpg/resize-32x.png")
+			wantStatus(t, resp, body, tt.status)
+			if tt.status != http.StatusOK {
+				if !strings.Contains(string(body), tt.msg) {
+					t.Errorf("body = %q, want it to say %q", body, tt.msg)
+				}
+				for _, f := range cacheFiles(t, k.dir) {
+					if !strings.HasPrefix(f, "l/source.jpg") || tt.msg == "too large" {
+						t.Errorf("a refused body left %s in the cache", f)
+					}
+				}
+				return
+			}
+			if b := decodeImage(t, body, "png").Bounds(); b.Dx() != 32 {
+				t.Errorf("variant is %d wide, want 32", b.Dx())
+			}
+		})
+	}
+}
