@@ -123,7 +123,7 @@ func checkCachePath(t *testing.T, reqPath, dir, rel string) {
 	}
 	for _, seg := range strings.Split(rel, "/") {
 		if seg == reservedDir || strings.HasPrefix(seg, tempPrefix) ||
-			strings.HasSuffix(seg, metaSuffix) {
+			strings.HasSuffix(seg, metaSuffix) || len(seg+metaSuffix) > 255 {
 			t.Fatalf("match(%q) cache path %q uses a reserved name", reqPath, rel)
 		}
 	}

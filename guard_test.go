@@ -169,6 +169,7 @@ func TestMalformedPathsAreRefused(t *testing.T) {
 		{"/.katana/placeholder/x.jpg", 400},
 		{"/a.jpg.META/x.jpg", 400},
 		{"/.tmp-x/a.jpg", 400},
+		{"/" + strings.Repeat("n", 251) + ".jpg", 414}, // its sidecar's name is over 255
 	}
 	for _, tt := range tests {
 		t.Run(tt.target[:min(len(tt.target), 40)], func(t *testing.T) {
@@ -182,6 +183,24 @@ func TestMalformedPathsAreRefused(t *testing.T) {
 	}
 	if files := cacheFiles(t, filepath.Dir(k.dir)); len(files) != 0 {
 		t.Errorf("files written for malformed paths: %v", files)
+	}
+}
+
+func TestCachePathLengths(t *testing.T) {
+	tests := []struct {
+		p    string
+		want error
+	}{
+		{strings.Repeat("a", 250), nil},
+		{strings.Repeat("a", 251), errLongPath}, // with .META: 256 bytes
+		{strings.Repeat("abc/", 760) + "x", nil},
+		{strings.Repeat("abc/", 800) + "x", errLongPath},
+	}
+	for _, tt := range tests {
+		_, err := cachePath(tt.p)
+		if !errors.Is(err, tt.want) && (err != nil || tt.want != nil) {
+			t.Errorf("cachePath(%d bytes) error = %v, want %v", len(tt.p), err, tt.want)
+		}
 	}
 }
 

@@ -23,6 +23,14 @@ var (
 // maxPathLen bounds request paths; longer ones get 414.
 const maxPathLen = 2048
 
+// maxNameLen and maxCachePathLen keep rendered cache paths within what
+// filesystems take (NAME_MAX, and PATH_MAX less room for cache_dir), so that a
+// long request is a 414, not a failed write (503).
+const (
+	maxNameLen      = 255
+	maxCachePathLen = 3072
+)
+
 type actionKind int
 
 const (
@@ -454,9 +462,16 @@ func cachePath(p string) (string, error) {
 	if seg, _, _ := strings.Cut(rel, "/"); seg == reservedDir {
 		return "", fmt.Errorf("%w: cache path %q uses a reserved name", errBadPath, p)
 	}
+	if len(rel) > maxCachePathLen {
+		return "", fmt.Errorf("%w: cache path of %d bytes", errLongPath, len(rel))
+	}
 	for _, seg := range strings.Split(rel, "/") {
 		if strings.HasPrefix(seg, tempPrefix) || strings.HasSuffix(seg, metaSuffix) {
 			return "", fmt.Errorf("%w: cache path %q uses a reserved name", errBadPath, p)
+		}
+		// The sidecar's name is the longest the filesystem must take.
+		if len(seg)+len(metaSuffix) > maxNameLen {
+			return "", fmt.Errorf("%w: cache path segment of %d bytes", errLongPath, len(seg))
 		}
 	}
 	return rel, nil
