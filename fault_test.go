@@ -448,3 +448,32 @@ func TestDiskFull(t *testing.T) {
 	t.Logf("stored %d sources before the disk filled; %d entries servable after cleaning",
 		len(stored), served)
 }
+
+func TestBinaryBoundsRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	origin := httptestServer(t, &slowOrigin{files: map[string][]byte{"/b.jpg": testJPEG(t, 8, 8)}})
+	k := startKatana(t, buildKatana(t), writeBinaryConf(t, t.TempDir(), origin, ""))
+	tests := []struct {
+		name, req string
+		status    int
+	}{
+		{"headers over MaxHeaderBytes", "GET /b.jpg HTTP/1.1\r\nHost: x\r\nX-Big: " +
+			strings.Repeat("b", 100<<10) + "\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
+		{"request line over MaxHeaderBytes", "GET /" + strings.Repeat("l", 100<<10) +
+			".jpg HTTP/1.1\r\nHost: x\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
+		{"path over maxPathLen", "GET /" + strings.Repeat("p", 3000) +
+			".jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", http.StatusRequestURITooLong},
+		{"NUL in the request line", "GET /b\x00.jpg HTTP/1.1\r\nHost: x\r\n\r\n",
+			http.StatusBadRequest},
+		{"valid", "GET /b.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got, _ := rawExchange(t, k.addr, tt.req); got != tt.status {
+				t.Errorf("%s = %d, want %d", tt.name, got, tt.status)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"io"
 	"log/slog"
 	"net"
@@ -349,6 +350,38 @@ func TestLyingOriginBodies(t *testing.T) {
 			}
 			if b := decodeImage(t, body, "png").Bounds(); b.Dx() != 32 {
 				t.Errorf("variant is %d wide, want 32", b.Dx())
+			}
+		})
+	}
+}
+
+func TestEveryImageAnswerIsNosniff(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/n.jpg", testJPEG(t, 32, 32), "ETag", `"n1"`, "Cache-Control", "max-age=60")
+	o.put("/p.png", testPNG(t, 8, 8, color.White), "Cache-Control", "no-store")
+	k := newKatana(t, o, nil)
+	tests := []struct {
+		method, path string
+		header       []string
+		status       int
+	}{
+		{"GET", "/n.jpg", nil, 200},
+		{"GET", "/n.jpg", nil, 200}, // a hit
+		{"HEAD", "/n.jpg", nil, 200},
+		{"GET", "/n.jpg", []string{"If-None-Match", `"n1"`}, 304},
+		{"GET", "/n.jpg", []string{"Range", "bytes=0-9"}, 206},
+		{"GET", "/n.jpg/resize-8x.webp", nil, 200},
+		{"GET", "/n.jpg/resize-8x.png", []string{"Accept", "image/webp"}, 200},
+		{"GET", "/p.png", nil, 200}, // not stored: passed through once
+		{"GET", "/missing.jpg", nil, 404},
+		{"GET", "/n.jpg/resize-8x.gif", nil, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.path+" "+strings.Join(tt.header, " "), func(t *testing.T) {
+			resp, body := k.do(t, tt.method, tt.path, tt.header...)
+			wantStatus(t, resp, body, tt.status)
+			if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
 			}
 		})
 	}

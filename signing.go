@@ -29,6 +29,10 @@ import (
 //     one once the URLs signed with it are gone.
 //   - A missing or wrong signature is 403, compared in constant time (hmac.Equal).
 //
+// TODO: the query string is not signed, so a cache_key_query proxy route that is
+// signed still lets anyone mint query variants; signing path+"?"+query for such
+// routes would close that when one is needed.
+//
 // Size allow-lists: allowed_sizes on a resize action lists the WxH a request may ask
 // for after normalisation ("300x", "600x400", "x120"); any other size is 400.
 
