@@ -188,6 +188,12 @@ func parseSizes(key string, list []string, cfg *Config) (sizeSet, error) {
 	if list == nil {
 		return nil, nil
 	}
+	if len(list) == 0 {
+		// An empty list would allow nothing, and a dump leaves it out, which
+		// allows everything: refuse the ambiguity.
+		return nil, fmt.Errorf("%s: an empty list allows no size; leave it out to allow any",
+			key)
+	}
 	set := sizeSet{}
 	var errs []error
 	for i, s := range list {
@@ -235,6 +241,10 @@ func sizeString(w, h int) string {
 // a signed route has keys is checked with the routes.
 func validateSigning(keys []string) []error {
 	var errs []error
+	if keys != nil && len(keys) == 0 {
+		// A dump leaves an empty list out: refuse it so that configs round-trip.
+		errs = append(errs, errors.New("signature_key: an empty list; leave it out"))
+	}
 	seen := map[string]bool{}
 	for i, k := range keys {
 		switch {

@@ -154,6 +154,9 @@ cache_path_resized = "{base}-{width}.png"
 			[]string{"routing[0].resize.url_re", "signature_key is empty"}},
 		{"short and repeated keys", `signature_key = ["short", "` + newKey + `", "` +
 			newKey + `"]` + route, []string{"signature_key[0]", "signature_key[2]"}},
+		{"empty lists (found by FuzzConfig)", "signature_key = []\n" + strings.Replace(route,
+			"origin_tmpl", "allowed_sizes = []\norigin_tmpl", 1),
+			[]string{"signature_key: an empty list", "allowed_sizes: an empty list"}},
 		{"bad sizes", `signature_key = ["` + newKey + `"]` + strings.Replace(route,
 			"origin_tmpl", `allowed_sizes = ["300x", "3x3x", "99999x", "abc"]`+"\norigin_tmpl", 1),
 			[]string{"allowed_sizes[1]", "allowed_sizes[2]", "allowed_sizes[3]",
@@ -210,5 +213,40 @@ func TestVerifyNeedsExactLength(t *testing.T) {
 	var none *signer
 	if none.verify("/m", sig) {
 		t.Error("nil signer verified a signature")
+	}
+}
+
+// BenchmarkSignedMatch is the router's cost for a signed path, two keys tried.
+func BenchmarkSignedMatch(b *testing.B) {
+	cfg, _, err := parseConfig([]byte(signedConf), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	minted, err := signPath(cfg, "/s/{signature}/a/b/c.png/resize-300x.webp")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, _ := newRouter(cfg)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := rt.match(minted, "", ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUnsignedMatch is the same route shape without a signature, for
+// comparison.
+func BenchmarkUnsignedMatch(b *testing.B) {
+	cfg, _, err := parseConfig([]byte(signedConf), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, _ := newRouter(cfg)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := rt.match("/l/a/b/c.png/resize-300x.webp", "", ""); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
