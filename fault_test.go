@@ -240,6 +240,9 @@ func checkCacheDir(t *testing.T, dir string, files map[string][]byte) (served, o
 		if strings.HasPrefix(rel, reservedDir+"/") {
 			return nil
 		}
+		if strings.HasPrefix(d.Name(), tempPrefix) {
+			return nil // a write cut short: no route can name it, the cleaner removes it
+		}
 		e := c.lookup(rel)
 		if e == nil {
 			orphans++
@@ -335,7 +338,8 @@ func killMidFlight(t *testing.T, bin, conf string, origin *slowOrigin, urls []fa
 			answered.Add(1)
 		}(u)
 	}
-	for origin.started.Load()-started < 5 || answered.Load() < after {
+	for (origin.started.Load()-started < 5 || answered.Load() < after) &&
+		answered.Load() < int64(len(urls)) {
 		select {
 		case <-k.done:
 			t.Fatal("katana exited before the kill")
