@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
+	"path"
 	"runtime/debug"
+	"strings"
 )
 
 // checkImageBody refuses a stored or buffered origin body whose first bytes
@@ -70,4 +73,16 @@ func localSinkError(err error) error {
 		return storageError(err)
 	}
 	return err
+}
+
+// accelURI is the X-Accel-Redirect value for a cache path: the configured
+// prefix as it is, then each segment percent-encoded. nginx (since 1.5.9)
+// takes the value as an escaped URI: a raw "?" in a cache path would start a
+// query and point it at another file, a raw "%" would start an escape.
+func accelURI(prefix, rel string) string {
+	segs := strings.Split(rel, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return path.Join(prefix, strings.Join(segs, "/"))
 }

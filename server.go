@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -491,7 +490,7 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 			return
 		}
 		if r.Method == http.MethodGet {
-			h.Set("X-Accel-Redirect", path.Join(s.cfg.AccelRedirectPath, res.rel))
+			h.Set("X-Accel-Redirect", accelURI(s.cfg.AccelRedirectPath, res.rel))
 		}
 		h.Set("Content-Length", "0")
 		return
