@@ -1,5 +1,5 @@
-// guard.go keeps what a hostile origin sends out of image routes: a body that is
-// not a JPEG, PNG, GIF or WebP is never stored or served under one.
+// guard.go keeps hostile input from doing harm: non-image origin bodies under image
+// routes, panics in the image pipeline, cache write failures, unescaped headers.
 package main
 
 import (

@@ -23,7 +23,8 @@ import (
 //     base64url-without-padding(HMAC-SHA256(key, msg)), where msg is the request path,
 //     percent-decoded as it is routed, with the text the signature group captured cut
 //     out: "/s/Ab..yz/a.jpg/resize-300x.webp" signs "/s//a.jpg/resize-300x.webp". The
-//     query string is not signed (it plays no part in routing).
+//     query string is not signed (it plays no part in routing). katana --sign takes
+//     and prints paths in that decoded form; escape them for a URL as usual.
 //   - signature_key lists the keys: the first signs (katana --sign), every one
 //     verifies, so a key is rotated by putting the new one first and dropping the old
 //     one once the URLs signed with it are gone.
