@@ -100,6 +100,11 @@ type Config struct {
 	// AccelRedirectPath prefixes the X-Accel-Redirect value.
 	AccelRedirectPath string `toml:"accel_redirect_path"`
 
+	// SignatureKey lists the HMAC keys of signed routes (a url_re with a
+	// "signature" group, see signing.go): the first signs, all verify. Each is
+	// at least 16 bytes; empty means no route may be signed.
+	SignatureKey []string `toml:"signature_key,omitempty"`
+
 	// Logging configures loggers and handlers, in the original's shape.
 	Logging LoggingConfig `toml:"logging"`
 
@@ -141,6 +146,9 @@ type ResizeConfig struct {
 	Origin           string `toml:"origin"`
 	// WebPLossless makes WebP output of PNG and GIF sources lossless.
 	WebPLossless bool `toml:"webp_lossless,omitempty"`
+	// AllowedSizes lists the sizes a request may ask for, after normalisation,
+	// as "WxH", "Wx" or "xH" (spec B10); others are 400. Nil allows any size.
+	AllowedSizes []string `toml:"allowed_sizes,omitempty"`
 }
 
 // ProxyConfig is a proxy action: fetch a file and serve it as it is.
@@ -576,6 +584,7 @@ func (c *Config) validate() error {
 	if err := c.Logging.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, validateSigning(c.SignatureKey)...)
 	errs = append(errs, c.validateOrigins()...)
 	errs = append(errs, c.validateRoutes()...)
 	return errors.Join(errs...)

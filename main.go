@@ -52,6 +52,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage: "admin listener `ADDR` (host:port; \"\" turns it off), instead of admin_listen"},
 			&cli.BoolFlag{Name: "clean", Aliases: []string{"cleaner"},
 				Usage: "run one cleaning pass and exit"},
+			&cli.StringFlag{Name: "sign", Usage: "print `PATH` signed with the first signature_key; " +
+				"{signature} in PATH marks where the signature goes"},
 		},
 		Action: func(c *cli.Context) error {
 			return run(c.Context, c, stdout, stderr)
@@ -75,7 +77,7 @@ func run(ctx context.Context, c *cli.Context, stdout, stderr io.Writer) error {
 	if c.Bool("dump") {
 		return cfg.dump(stdout)
 	}
-	if c.Bool("check") || c.Bool("clean") {
+	if c.Bool("check") || c.Bool("clean") || c.IsSet("sign") {
 		return runOnce(ctx, c, cfg, src, stdout, stderr)
 	}
 	return serve(ctx, newDaemon(ctx, path, adjust, stderr), cfg, src, c.String("listen"))
@@ -95,7 +97,7 @@ func flagOverrides(c *cli.Context) func(*Config) {
 	}
 }
 
-// runOnce is --check or --clean.
+// runOnce is --check, --clean or --sign.
 func runOnce(ctx context.Context, c *cli.Context, cfg *Config, src configSource,
 	stdout, stderr io.Writer) error {
 	logs, err := newLogging(cfg.Logging, stderr)
@@ -106,6 +108,9 @@ func runOnce(ctx context.Context, c *cli.Context, cfg *Config, src configSource,
 	log := logs.logger("katana.server")
 	for _, w := range src.Warnings {
 		log.Warn("config", "warning", w)
+	}
+	if c.IsSet("sign") {
+		return printSignedPath(stdout, cfg, c.String("sign"))
 	}
 	if c.Bool("clean") {
 		return runCleanOnce(ctx, cfg, logs.logger("katana.cleaner"))

@@ -101,7 +101,7 @@ func transformImage(ctx context.Context, src []byte, opt imageOptions) (
 	defer func() {
 		if p := recover(); p != nil {
 			out, format = nil, ""
-			err = fmt.Errorf("%w: panic: %v", errBadImage, p)
+			err = fmt.Errorf("%w: %w: %v", errBadImage, errImagePanic, p)
 		}
 	}()
 

@@ -163,7 +163,7 @@ func (s *server) proxyFetch(ctx context.Context, reqHeader http.Header, m *route
 			s.cache.remove(rel)
 		}
 		s.log.Debug("not stored", "cache_path", rel, "status", resp.StatusCode, "why", why)
-		return s.passThrough(resp, header)
+		return s.passThrough(resp, header, m)
 	}
 
 	p, err := s.cache.create(rel)
@@ -173,6 +173,12 @@ func (s *server) proxyFetch(ctx context.Context, reqHeader http.Header, m *route
 	if err := s.copyBody(p, resp); err != nil {
 		p.Abort()
 		return s.staleOnError(old, rel, err)
+	}
+	if !m.action.passThrough {
+		if err := checkImageBody(p.File, m.originPath); err != nil {
+			p.Abort()
+			return nil, err
+		}
 	}
 	e := &entry{
 		Status:       resp.StatusCode,
@@ -222,8 +228,11 @@ func (s *server) copyBody(w io.Writer, resp *http.Response) error {
 	if limit <= 0 {
 		limit = 1 << 62
 	}
-	n, err := io.Copy(w, io.LimitReader(resp.Body, limit+1))
+	cw := &errWriter{w: w}
+	n, err := io.Copy(cw, io.LimitReader(resp.Body, limit+1))
 	switch {
+	case cw.err != nil:
+		return storageError(cw.err)
 	case err != nil:
 		return fmt.Errorf("%w: reading body: %w", errOriginFailed, err)
 	case n > limit:
@@ -236,8 +245,10 @@ func (s *server) copyBody(w io.Writer, resp *http.Response) error {
 }
 
 // passThrough keeps an answer that may not be stored in an unlinked
-// temporary file, for the one request that asked for it.
-func (s *server) passThrough(resp *http.Response, header http.Header) (*proxyOutcome, error) {
+// temporary file, for the one request that asked for it. Under an image route
+// (no pass_through) the body must be an image.
+func (s *server) passThrough(resp *http.Response, header http.Header,
+	m *routeMatch) (*proxyOutcome, error) {
 	f, err := os.CreateTemp(s.cache.tmpDir(), tempPrefix+"pass-*")
 	if errors.Is(err, os.ErrNotExist) {
 		if err = os.MkdirAll(s.cache.tmpDir(), 0o755); err == nil {
@@ -251,6 +262,12 @@ func (s *server) passThrough(resp *http.Response, header http.Header) (*proxyOut
 	if err := s.copyBody(f, resp); err != nil {
 		f.Close()
 		return nil, err
+	}
+	if !m.action.passThrough {
+		if err := checkImageBody(f, m.originPath); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return &proxyOutcome{how: "pass", status: resp.StatusCode, header: header, body: f}, nil
 }

@@ -24,6 +24,14 @@ var (
 // maxPathLen bounds request paths; longer ones get 414.
 const maxPathLen = 2048
 
+// maxNameLen and maxCachePathLen keep rendered cache paths within what
+// filesystems take (NAME_MAX, and PATH_MAX less room for cache_dir), so that a
+// long request is a 414, not a failed write (503).
+const (
+	maxNameLen      = 255
+	maxCachePathLen = 3072
+)
+
 type actionKind int
 
 const (
@@ -54,6 +62,8 @@ type action struct {
 	keyQuery         bool            // the query string is part of the key (proxy only)
 	storeUnvalidated bool            // store responses without freshness or validator
 	passThrough      bool            // forward any origin status as it is (proxy only)
+	signed           bool            // url_re has a signature group (signing.go)
+	sizes            sizeSet         // allowed_sizes; nil allows any (resize only)
 }
 
 // allows reports whether the action accepts the method.
@@ -87,6 +97,7 @@ type routeMatch struct {
 type router struct {
 	actions []*action
 	cfg     *Config
+	signer  *signer
 
 	mu   sync.Mutex             // guards memo
 	memo map[string]*routeMatch // recent matches, by path; read-only once stored
@@ -97,7 +108,7 @@ const memoSize = 10_000
 
 // newRouter compiles every route of cfg, reporting all problems at once.
 func newRouter(cfg *Config) (*router, error) {
-	rt := &router{cfg: cfg}
+	rt := &router{cfg: cfg, signer: newSigner(cfg.SignatureKey)}
 	var errs []error
 	for i, rc := range cfg.Routing {
 		acts, err := compileRoute(i, rc, cfg)
@@ -122,8 +133,11 @@ func compileRoute(i int, rc *RouteConfig, cfg *Config) ([]*action, error) {
 			"cache_path_resized": r.CachePathResized,
 		})
 		errs = append(errs, err)
+		sizes, err := parseSizes(fmt.Sprintf("routing[%d].resize.allowed_sizes", i),
+			r.AllowedSizes, cfg)
+		errs = append(errs, err)
 		if a != nil {
-			a.lossless = r.WebPLossless
+			a.lossless, a.sizes = r.WebPLossless, sizes
 			acts = append(acts, a)
 		}
 	}
@@ -159,6 +173,9 @@ func compileAction(cfg *Config, kind actionKind, i int, re, origin string,
 		bad("url_re", "does not compile: %v", err)
 	} else {
 		a.re = regexp.MustCompile(`\A(?:` + re + `)\z`)
+		if a.signed = isSigned(a.re); a.signed && len(cfg.SignatureKey) == 0 {
+			bad("url_re", "has a %s group but signature_key is empty", signatureGroup)
+		}
 	}
 	if origin == "" {
 		origin = "default"
@@ -267,6 +284,9 @@ func (rt *router) matchSlow(reqPath, rawPath, rawQuery string) (*routeMatch, err
 		if sub == nil {
 			continue
 		}
+		if err := rt.checkSignature(a, reqPath); err != nil {
+			return nil, err
+		}
 		groups := make(map[string]string, len(sub))
 		for i, n := range a.re.SubexpNames() {
 			if n != "" {
@@ -294,6 +314,9 @@ func (rt *router) build(a *action, groups map[string]string) (*routeMatch, error
 	m := &routeMatch{action: a, groups: groups}
 	if a.kind == actionResize {
 		m.image = rt.normalise(groups)
+		if err := a.checkSize(m.image); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	if m.originPath, err = originPath(a.originTmpl.render(groups)); err != nil {
@@ -478,9 +501,16 @@ func cachePath(p string) (string, error) {
 	if seg, _, _ := strings.Cut(rel, "/"); seg == reservedDir {
 		return "", fmt.Errorf("%w: cache path %q uses a reserved name", errBadPath, p)
 	}
+	if len(rel) > maxCachePathLen {
+		return "", fmt.Errorf("%w: cache path of %d bytes", errLongPath, len(rel))
+	}
 	for _, seg := range strings.Split(rel, "/") {
 		if strings.HasPrefix(seg, tempPrefix) || strings.HasSuffix(seg, metaSuffix) {
 			return "", fmt.Errorf("%w: cache path %q uses a reserved name", errBadPath, p)
+		}
+		// The sidecar's name is the longest the filesystem must take.
+		if len(seg)+len(metaSuffix) > maxNameLen {
+			return "", fmt.Errorf("%w: cache path segment of %d bytes", errLongPath, len(seg))
 		}
 	}
 	return rel, nil

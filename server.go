@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -264,6 +263,7 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 	resp, err := o.Fetch(ctx, m.originPath, v, p)
 	if err != nil {
 		p.Abort()
+		err = localSinkError(err)
 		if errors.Is(err, errNotFound) || ctx.Err() != nil {
 			return nil, err
 		}
@@ -288,6 +288,10 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 		return &fetched{e: old, how: "revalidated"}, nil
 	}
 
+	if err := checkImageBody(p.File, m.originPath); err != nil {
+		p.Abort()
+		return nil, err
+	}
 	head := make([]byte, 512)
 	n, _ := p.ReadAt(head, 0)
 	e := &entry{
@@ -378,7 +382,7 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 	}
 	s.stats.resizes.Add(1)
 	jobDone := s.metrics.imageJob(opt.Format)
-	out, format, err := s.transform(ctx, data, opt)
+	out, format, err := s.guardedTransform(ctx, data, opt, src.rel)
 	jobDone()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", src.rel, err)
@@ -425,7 +429,7 @@ func (s *server) jobMemory(file string, opt imageOptions) (int64, error) {
 
 // transform runs the image pipeline with the config-wide settings filled in.
 func (s *server) transform(ctx context.Context, data []byte, opt imageOptions) ([]byte, string, error) {
-	return transformImage(ctx, data, s.withSettings(opt))
+	return transformFunc(ctx, data, s.withSettings(opt))
 }
 
 // withSettings fills in the config-wide image settings.
@@ -544,7 +548,7 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 			return
 		}
 		if r.Method == http.MethodGet {
-			h.Set("X-Accel-Redirect", path.Join(s.cfg.AccelRedirectPath, res.rel))
+			h.Set("X-Accel-Redirect", accelURI(s.cfg.AccelRedirectPath, res.rel))
 		}
 		h.Set("Content-Length", "0")
 		return
@@ -704,6 +708,10 @@ func errorStatus(err error) (int, string) {
 		return http.StatusRequestURITooLong, "path too long"
 	case errors.Is(err, errBadPath), errors.Is(err, errBadOriginPath):
 		return http.StatusBadRequest, "bad request path"
+	case errors.Is(err, errSizeNotAllowed):
+		return http.StatusBadRequest, "size not allowed"
+	case errors.Is(err, errBadSignature):
+		return http.StatusForbidden, "invalid signature"
 	case errors.Is(err, errNoRoute), errors.Is(err, errNotFound):
 		return http.StatusNotFound, "not found"
 	case errors.Is(err, errSourceTooLarge), errors.Is(err, errAnimationTooLarge):
