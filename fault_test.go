@@ -103,11 +103,11 @@ func (p *katanaProc) vmHWM() int64 {
 }
 
 // writeBinaryConf writes a config for the binary: the embedded default routes,
-// one origin node, quiet logs.
+// one origin node, no admin listener, quiet logs.
 func writeBinaryConf(t *testing.T, cacheDir, origin, extra string) string {
 	t.Helper()
 	conf := filepath.Join(t.TempDir(), "katana.toml")
-	body := fmt.Sprintf("cache_dir = %q\nclean_every = 3600\n%s\n"+
+	body := fmt.Sprintf("cache_dir = %q\nclean_every = 3600\nadmin_listen = \"\"\n%s\n"+
 		"[origins.default.test]\nips = [%q]\n[logging]\nlevel = \"WARNING\"\n",
 		cacheDir, extra, origin)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {

@@ -22,8 +22,7 @@ import (
 	"time"
 )
 
-// loadRSSBudget bounds the binary's peak RSS. TODO: use max_memory once the
-// config has it; this fixed bound stands in for it.
+// loadRSSBudget is the binary's max_memory, which its peak RSS must stay under.
 const loadRSSBudget = 512 << 20
 
 // loadKind classes a load request by what it must get.
@@ -193,7 +192,7 @@ func TestHostileLoad(t *testing.T) {
 	}
 	sort.Strings(names)
 	origin := httptestServer(t, &slowOrigin{files: files})
-	conf := writeBinaryConf(t, t.TempDir(), origin, "")
+	conf := writeBinaryConf(t, t.TempDir(), origin, fmt.Sprintf("max_memory = %d", loadRSSBudget))
 	k := startKatana(t, buildKatana(t), conf)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
