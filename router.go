@@ -498,14 +498,12 @@ func cachePath(p string) (string, error) {
 	if rel == "" || hasDotSegment(rel) || strings.Contains(rel, "//") {
 		return "", fmt.Errorf("%w: cache path %q", errBadPath, p)
 	}
-	if seg, _, _ := strings.Cut(rel, "/"); seg == reservedDir {
-		return "", fmt.Errorf("%w: cache path %q uses a reserved name", errBadPath, p)
-	}
 	if len(rel) > maxCachePathLen {
 		return "", fmt.Errorf("%w: cache path of %d bytes", errLongPath, len(rel))
 	}
 	for _, seg := range strings.Split(rel, "/") {
-		if strings.HasPrefix(seg, tempPrefix) || strings.HasSuffix(seg, metaSuffix) {
+		if seg == reservedDir || strings.HasPrefix(seg, tempPrefix) ||
+			strings.HasSuffix(seg, metaSuffix) {
 			return "", fmt.Errorf("%w: cache path %q uses a reserved name", errBadPath, p)
 		}
 		// The sidecar's name is the longest the filesystem must take.
