@@ -104,7 +104,8 @@ func newJPEGEncoder(w io.Writer, img image.Image, quality int, sub420 bool) *jpe
 	e.mcusY = ceilDiv(e.height, e.mcuH)
 	e.quant[0] = newJPEGQuantTable(&jpegLumaQuant, quality)
 	e.quant[1] = newJPEGQuantTable(&jpegChromaQuant, quality)
-	e.bw.out = make([]byte, 0, jpegFlushSize+4096)
+	// Room for a typical photo at high quality (about 2 bits a pixel), up to one flush.
+	e.bw.out = make([]byte, 0, min(e.width*e.height/4, jpegFlushSize)+4096)
 
 	s := &e.strip
 	s.yStride = e.mcusX * e.mcuW
