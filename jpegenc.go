@@ -554,13 +554,16 @@ type jpegHuffSpec struct {
 // 8 bits; 0 for a symbol the table lacks.
 type jpegHuffCodes [256]uint32
 
+// jpegDCSymbols are the DC categories 0..11 in code order, the same in both DC tables.
+var jpegDCSymbols = []uint8{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+
 // The Huffman tables of T.81 K.3: DC and AC, luminance (index 0) and chrominance (1). Each AC
 // table lists its most frequent symbols explicitly; all its codes of length 16 are the
 // remaining symbols in increasing order, which jpegACSymbols appends.
 var (
 	jpegDCSpecs = [2]jpegHuffSpec{
-		{[16]uint8{0, 1, 5, 1, 1, 1, 1, 1, 1}, []uint8{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}},
-		{[16]uint8{0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, []uint8{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}},
+		{[16]uint8{0, 1, 5, 1, 1, 1, 1, 1, 1}, jpegDCSymbols},
+		{[16]uint8{0, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, jpegDCSymbols},
 	}
 	jpegACSpecs = [2]jpegHuffSpec{
 		{[16]uint8{0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4, 0, 0, 1, 125}, jpegACSymbols(

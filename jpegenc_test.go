@@ -142,7 +142,8 @@ func TestWriteJPEGRoundTrip(t *testing.T) {
 					name := fmt.Sprintf("%s/%dx%d/%s/q%d", k.name, sz.X, sz.Y, sub, q)
 					t.Run(name, func(t *testing.T) {
 						src := k.make(smoothImage(sz.X, sz.Y))
-						_, dec := encodeDecode(t, src, jpegEncodeOptions{Quality: q, Subsample: sub})
+						opt := jpegEncodeOptions{Quality: q, Subsample: sub}
+						_, dec := encodeDecode(t, src, opt)
 						wantModel(t, dec, k.gray, sub)
 						want := bounds[q].full
 						if (sub == "420" || isSubsampled(src)) && !k.gray {
