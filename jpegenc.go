@@ -6,6 +6,12 @@ package main
 // (B.1.1.5). The forward DCT is the float AAN factorisation, whose output scale is folded into
 // the quantiser. Pixels are converted one MCU row at a time into a strip of level-shifted
 // samples, so the working memory is a few rows of the image, not a copy of it.
+//
+// TODO: Huffman tables optimised per image (a first pass counting symbols, K.2) would save
+// some 5-10% of the bytes but need the coefficients kept or computed twice; worth it if
+// JPEG bytes start to matter more than encode time.
+// TODO: writeJPEG takes no context, so a huge image cannot be cancelled mid-encode; checking
+// ctx once per MCU row would be cheap if callers ever encode very large outputs.
 
 import (
 	"errors"
