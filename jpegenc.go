@@ -45,8 +45,9 @@ type jpegEncodeOptions struct {
 // An *image.RGBA is read as it is (a premultiplied pixel counts as composited onto black,
 // so callers flatten translucent images first); an *image.Gray becomes a one-component file;
 // an *image.YCbCr gives its samples directly, without a trip through RGB; anything else is
-// converted to RGBA first. It is safe for concurrent use; w gets the file in chunks of up to
-// 64 KB and a write error ends the encoding.
+// converted to RGBA first. It is safe for concurrent use; w gets the file in chunks of 64 KB
+// or so (whole MCU rows, so a very wide image gives larger ones) and a write error ends the
+// encoding.
 func writeJPEG(w io.Writer, img image.Image, opt jpegEncodeOptions) error {
 	b := img.Bounds()
 	if b.Dx() < 1 || b.Dy() < 1 || b.Dx() > jpegEncodeMaxSide || b.Dy() > jpegEncodeMaxSide {
