@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"image/jpeg"
 	"image/png"
 
 	"github.com/gen2brain/webp"
@@ -48,7 +47,9 @@ func encodeStill(ctx context.Context, img *image.RGBA, opt imageOptions) ([]byte
 	switch format {
 	case "jpeg":
 		flatten(img, opt.Background)
-		err = jpeg.Encode(&buf, img, &jpeg.Options{Quality: quality(opt)})
+		q := quality(opt)
+		err = writeJPEG(&buf, img, jpegEncodeOptions{Quality: q,
+			Subsample: jpegSubsampling(img.Rect, q)})
 	case "png":
 		err = pngEncoder.Encode(&buf, pngImage(img))
 	case "webp":
@@ -58,6 +59,26 @@ func encodeStill(ctx context.Context, img *image.RGBA, opt imageOptions) ([]byte
 		return nil, "", fmt.Errorf("encode %s: %w", format, err)
 	}
 	return buf.Bytes(), format, nil
+}
+
+// The JPEG chroma policy: full-resolution (4:4:4) chroma from jpegFullChromaQuality up,
+// where the caller pays for detail and halved chroma would be the largest loss left, and for
+// outputs of at most jpegFullChromaPixels, small thumbnails where one 4:2:0 chroma sample
+// covers a visible share of the picture (colours bleed across edges) and the extra bytes are
+// a few hundred. Everything else gets 4:2:0, a quarter of the chroma samples, the usual
+// trade for photos. See BenchmarkWriteJPEG for sizes and speeds of both.
+const (
+	jpegFullChromaQuality = 90
+	jpegFullChromaPixels  = 128 * 128
+)
+
+// jpegSubsampling returns the chroma subsampling writeJPEG should use for an output of
+// bounds b at quality q (1..100): "444" or "420", as the policy above says.
+func jpegSubsampling(b image.Rectangle, q int) string {
+	if q >= jpegFullChromaQuality || b.Dx()*b.Dy() <= jpegFullChromaPixels {
+		return "444"
+	}
+	return "420"
 }
 
 // quality returns opt.Quality clamped to 1..100, or defaultQuality for 0.

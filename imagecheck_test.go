@@ -21,8 +21,6 @@ import (
 const (
 	tolLossy = 6
 	tolPNG   = 2
-	// tolJPEG420 is for JPEG output of tiny high-contrast images (see the CMYK row).
-	tolJPEG420 = 10
 )
 
 var (
