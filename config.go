@@ -457,6 +457,12 @@ func parseConfig(data []byte, adjust func(*Config)) (*Config, []string, error) {
 	if adjust != nil {
 		adjust(cfg)
 	}
+	if cfg.NotFoundAs200 {
+		if _, err := os.Stat(cfg.NotFoundSource); err != nil {
+			warnings = append(warnings, fmt.Sprintf("not_found_source %s cannot be read (%v): "+
+				"missing images are 404 until it can", cfg.NotFoundSource, err))
+		}
+	}
 	if err := cfg.validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -535,7 +541,8 @@ func (c *Config) validate() error {
 		bad("read_header_timeout", "must be positive")
 	}
 	if c.AdminListen != "" {
-		if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+		_, port, err := net.SplitHostPort(c.AdminListen)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
 			bad("admin_listen", "%q is not host:port", c.AdminListen)
 		}
 	}
@@ -618,6 +625,28 @@ func (c *Config) validateOrigins() []error {
 		for _, cn := range sortedKeys(clusters) {
 			if clusters[cn] == nil || len(clusters[cn].IPs) == 0 {
 				errs = append(errs, fmt.Errorf("origins.%s.%s.ips: no node is listed", name, cn))
+				continue
+			}
+			errs = append(errs, checkNodes(fmt.Sprintf("origins.%s.%s.ips", name, cn),
+				clusters[cn].IPs)...)
+		}
+	}
+	return errs
+}
+
+// checkNodes parses every node of a cluster, so that --check reports bad
+// nodes together with every other problem.
+func checkNodes(key string, ips []string) []error {
+	var errs []error
+	for i, ip := range ips {
+		names, err := expandRanges(ip)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", key, i, err))
+			continue
+		}
+		for _, n := range names {
+			if _, err := parseNode(n); err != nil {
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", key, i, err))
 			}
 		}
 	}
@@ -736,4 +765,23 @@ func (c *Config) memoryBudget() int64 {
 		return c.MaxMemory
 	}
 	return defaultMaxMemory()
+}
+
+// usesOrigin reports whether any route's action fetches from the origin.
+func (c *Config) usesOrigin(name string) bool {
+	for _, rc := range c.Routing {
+		if rc.Resize != nil && originOr(rc.Resize.Origin) == name ||
+			rc.Proxy != nil && originOr(rc.Proxy.Origin) == name {
+			return true
+		}
+	}
+	return false
+}
+
+// originOr is an action's origin, "default" when it names none.
+func originOr(name string) string {
+	if name == "" {
+		return "default"
+	}
+	return name
 }

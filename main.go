@@ -74,6 +74,10 @@ func run(ctx context.Context, c *cli.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.IsSet("origin") && !cfg.usesOrigin("default") {
+		src.Warnings = append(src.Warnings, "--origin replaces the default origin, "+
+			"which no route of this config uses")
+	}
 	if c.Bool("dump") {
 		return cfg.dump(stdout)
 	}

@@ -40,6 +40,7 @@ func TestCLICheck(t *testing.T) {
 
 func TestCLIDumpRoundTrips(t *testing.T) {
 	t.Chdir(t.TempDir())
+	os.Mkdir("photos", 0o755)
 	out, _, err := runApp(t, context.Background(), "--origin", "./photos", "--dump")
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -49,7 +50,7 @@ func newMetrics(cleaner func() *Cleaner) *metrics {
 	}, []string{"action"})
 	m.cache = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "katana_cache_requests_total",
-		Help: "Answers by cache outcome: hit, miss, coalesced, stale, revalidated, pass.",
+		Help: "Answers by cache outcome: hit, miss, coalesced, stale, revalidated, pass, placeholder.",
 	}, []string{"cache"})
 	m.probes = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "katana_origin_probe_seconds", Help: "HEAD probes to origin nodes.",
@@ -143,7 +144,8 @@ func (m *metrics) origin(ev originEvent) {
 		h = m.probes
 	}
 	h.WithLabelValues(ev.Origin, ev.Cluster).Observe(ev.Duration.Seconds())
-	if ev.Err != nil {
+	// A file the origin does not have is an answer, not a failure.
+	if ev.Err != nil && !errors.Is(ev.Err, errNotFound) {
 		m.failures.WithLabelValues(ev.Origin, ev.Cluster, ev.Kind).Inc()
 	}
 }

@@ -207,6 +207,9 @@ func compileAction(cfg *Config, kind actionKind, i int, re, origin string,
 				}
 			}
 		}
+		if err == nil && t.literalDotSegment() {
+			bad(key, "a literal . or .. segment would leave the root")
+		}
 		switch key {
 		case "origin_tmpl":
 			a.originTmpl = t
@@ -359,6 +362,9 @@ func (rt *router) normalise(groups map[string]string) imageOptions {
 	groups["fit"] = "0"
 	if fit == "fill" {
 		groups["fit"] = "1"
+	}
+	if strings.EqualFold(groups["thumb_ext"], "jpg") {
+		groups["thumb_ext"] = "jpeg" // .jpg and .jpeg outputs share one file
 	}
 	if _, ok := groups["gravity"]; ok {
 		// The anchor matters only for a crop, and the centre is the default:
@@ -605,6 +611,24 @@ func (t template) fields() []string {
 		}
 	}
 	return f
+}
+
+// literalDotSegment reports whether the template's own text holds a whole
+// "." or ".." path segment, one that no field can complete into a name.
+func (t template) literalDotSegment() bool {
+	for i, p := range t.parts {
+		if p.field != "" {
+			continue
+		}
+		segs := strings.Split(p.lit, "/")
+		for j, seg := range segs {
+			whole := (j > 0 || i == 0) && (j < len(segs)-1 || i == len(t.parts)-1)
+			if whole && (seg == "." || seg == "..") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // literalExt returns the extension when the template ends in literal text

@@ -456,7 +456,7 @@ func (s *server) placeholder(ctx context.Context, m *routeMatch) (*result, error
 	}
 	id := fmt.Sprintf("%x-%x", fi.Size(), fi.ModTime().UnixNano())
 	e := &entry{Status: http.StatusOK, ContentType: sniffFile(ph), Size: fi.Size(), Stored: s.now()}
-	src := &result{file: ph, e: e, fresh: e, cache: "hit", placeholder: true}
+	src := &result{file: ph, e: e, fresh: e, cache: "placeholder", placeholder: true}
 	if rel, err := filepath.Rel(s.cache.dir, ph); err == nil && !strings.HasPrefix(rel, "..") {
 		src.rel = filepath.ToSlash(rel)
 	}
@@ -467,7 +467,7 @@ func (s *server) placeholder(ctx context.Context, m *routeMatch) (*result, error
 	o := m.image
 	rel := fmt.Sprintf("%s/placeholder/%s/%dx%d-%s-%s-q%d.%s", reservedDir, id,
 		o.Width, o.Height, o.Fit, o.Gravity, o.Quality, o.Format)
-	res := &result{file: s.cache.abs(rel), rel: rel, cache: "hit", placeholder: true}
+	res := &result{file: s.cache.abs(rel), rel: rel, cache: "placeholder", placeholder: true}
 	if ve := s.cache.lookup(rel); ve != nil {
 		res.e, res.fresh = ve, ve
 		return res, nil
@@ -478,7 +478,7 @@ func (s *server) placeholder(ctx context.Context, m *routeMatch) (*result, error
 	if err != nil {
 		return nil, err
 	}
-	res.e, res.fresh, res.cache = v.(*entry), v.(*entry), "miss"
+	res.e, res.fresh = v.(*entry), v.(*entry)
 	return res, nil
 }
 
@@ -549,8 +549,10 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		}
 		if r.Method == http.MethodGet {
 			h.Set("X-Accel-Redirect", accelURI(s.cfg.AccelRedirectPath, res.rel))
+			h.Set("Content-Length", "0") // nginx sends the body
+		} else {
+			h.Set("Content-Length", strconv.FormatInt(e.Size, 10)) // HEAD: what a GET sends
 		}
-		h.Set("Content-Length", "0")
 		return
 	}
 
