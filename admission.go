@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -15,9 +16,13 @@ import (
 	"golang.org/x/sync/semaphore"
 )
 
-// errBusy answers an image job that would wait behind too many others: 503
-// with Retry-After.
-var errBusy = errors.New("too many image jobs waiting")
+// Admission errors: errBusy answers an image job that would wait behind too
+// many others (503 with Retry-After); errJobTooLarge one whose memory alone
+// is over the budget (422).
+var (
+	errBusy        = errors.New("too many image jobs waiting")
+	errJobTooLarge = errors.New("image job needs more memory than max_memory allows")
+)
 
 // admissionShare is the part of max_memory that image jobs may reserve; the
 // rest is headroom for the garbage collector, connections and buffers.
@@ -48,9 +53,13 @@ func newAdmission(maxMemory int64, maxWait int) *admission {
 }
 
 // acquire waits, with ctx, until need bytes and a core are free. A job
-// larger than the whole budget runs alone. release must be called once.
+// larger than the whole budget is refused: running it alone would still
+// break the budget. release must be called once.
 func (a *admission) acquire(ctx context.Context, need int64) (release func(), err error) {
-	need = min(max(need, 1), a.capacity)
+	if need > a.capacity {
+		return nil, fmt.Errorf("%w: %d MiB of %d", errJobTooLarge, need>>20, a.capacity>>20)
+	}
+	need = max(need, 1)
 	if a.waiting.Add(1) > a.maxWait {
 		a.waiting.Add(-1)
 		return nil, errBusy

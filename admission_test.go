@@ -37,15 +37,20 @@ func TestAdmissionBoundsMemoryAndQueue(t *testing.T) {
 		t.Errorf("waiting job: %v", err)
 	}
 
-	// A job larger than the whole budget runs alone rather than never.
-	r, err := a.acquire(context.Background(), 10<<30)
+	// A job larger than the whole budget is refused: alone, it would still
+	// break the budget.
+	if _, err := a.acquire(context.Background(), 10<<30); !errors.Is(err, errJobTooLarge) {
+		t.Errorf("oversized job: err = %v, want errJobTooLarge", err)
+	}
+	// A job waits, with its context, for memory to free up.
+	r, err := a.acquire(context.Background(), a.capacity)
 	if err != nil {
-		t.Fatalf("oversized job: %v", err)
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := a.acquire(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("job behind an oversized one: err = %v, want the context's", err)
+		t.Errorf("job behind a full budget: err = %v, want the context's", err)
 	}
 	r()
 }

@@ -399,6 +399,14 @@ func (c *diskCache) open(rel string) (f *os.File, release func(), err error) {
 	return f, release, nil
 }
 
+// pin keeps the cleaner off the file of rel until the returned func runs.
+func (c *diskCache) pin(rel string) (release func()) {
+	if c.acquire == nil {
+		return func() {}
+	}
+	return c.acquire(c.abs(rel))
+}
+
 // touched records a hit served from memory, for the cleaner.
 func (c *diskCache) touched(rel string, size int64) {
 	if c.touch != nil {

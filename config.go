@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -232,6 +233,9 @@ func (d *Duration) unmarshal(v any) error {
 	case int64:
 		d.Duration = time.Duration(x) * time.Second
 	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) > float64(math.MaxInt64/int64(time.Second)) {
+			return fmt.Errorf("duration: %v is not a number of seconds", x)
+		}
 		d.Duration = time.Duration(x * float64(time.Second))
 	case string:
 		p, err := parseDuration(x)

@@ -31,9 +31,8 @@ type metrics struct {
 	failures  *prometheus.CounterVec   // origin requests that failed, by origin, cluster
 	images    *prometheus.HistogramVec // image work by stage and format
 	jobs      prometheus.Gauge         // image jobs running now
-	// TODO: memory reserved by image jobs: the server bounds jobs by count
-	// only; a gauge belongs beside a memory budget once the pipeline has one.
-	reloads *prometheus.CounterVec // config reloads by result
+	reserved  prometheus.Gauge         // bytes of memory those jobs reserved
+	reloads   *prometheus.CounterVec   // config reloads by result
 }
 
 // newMetrics registers every collector. cleaner returns the running
@@ -71,11 +70,15 @@ func newMetrics(cleaner func() *Cleaner) *metrics {
 	m.jobs = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "katana_image_jobs_in_flight", Help: "Image jobs holding a work slot now.",
 	})
+	m.reserved = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "katana_image_memory_reserved_bytes",
+		Help: "Memory the running image jobs reserved within max_memory.",
+	})
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "katana_config_reloads_total", Help: "SIGHUP reloads by result (ok, error).",
 	}, []string{"result"})
 	m.reg.MustRegister(m.requests, m.durations, m.cache, m.probes, m.fetches, m.failures,
-		m.images, m.jobs, m.reloads,
+		m.images, m.jobs, m.reserved, m.reloads,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registerCleaner(cleaner)
@@ -152,15 +155,24 @@ func (m *metrics) origin(ev originEvent) {
 
 // imageJob counts a job that holds a work slot; done ends it and records
 // its latency under stage "transform".
-func (m *metrics) imageJob(format string) (done func()) {
+func (m *metrics) imageJob(format string, reserved int64) (done func()) {
 	if m == nil {
 		return func() {}
 	}
 	start := time.Now()
 	m.jobs.Inc()
+	m.reserved.Add(float64(reserved))
 	return func() {
 		m.jobs.Dec()
+		m.reserved.Sub(float64(reserved))
 		m.images.WithLabelValues("transform", format).Observe(time.Since(start).Seconds())
+	}
+}
+
+// imageStage records one step of an image job (decode, resize, encode).
+func (m *metrics) imageStage(stage, format string, took time.Duration) {
+	if m != nil {
+		m.images.WithLabelValues(stage, format).Observe(took.Seconds())
 	}
 }
 

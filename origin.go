@@ -303,6 +303,10 @@ func (o *Origin) newTransport(proxy *url.URL, serverName string) *http.Transport
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true, // gzip is decoded by readBody, whatever asked for it
 		ForceAttemptHTTP2:   true,
+		// Answers' headers are stored with cached files and sent to every
+		// client: an origin may not make them huge (the same bound as
+		// requests to Katana).
+		MaxResponseHeaderBytes: 64 << 10,
 		TLSClientConfig: &tls.Config{
 			ServerName: serverName,
 			RootCAs:    o.opt.tlsRoots, // nil: the system roots

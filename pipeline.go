@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"time"
 )
 
 // Errors of the image pipeline. The handler maps them to statuses: errSourceTooLarge and
@@ -51,6 +52,19 @@ type imageOptions struct {
 	// MaxAnimationPixels refuses animated sources with frames*width*height above it
 	// when all frames must be decoded; 0 or less means defaultMaxAnimationPixels.
 	MaxAnimationPixels int64
+	// MaxWidth and MaxHeight bound a side derived from the aspect ratio in
+	// "fill" (thumb_max_width and thumb_max_height); 0 means maxOutputSide.
+	MaxWidth, MaxHeight int
+	// Observe, when set, is told how long each step of a still image took:
+	// "decode", "resize" and "encode".
+	Observe func(stage string, took time.Duration)
+}
+
+// observe reports a step to opt.Observe, when there is one.
+func (opt imageOptions) observe(stage string, start time.Time) {
+	if opt.Observe != nil {
+		opt.Observe(stage, time.Since(start))
+	}
 }
 
 // The pipeline's policies, each tested in cases_test.go or beside it:
@@ -112,6 +126,9 @@ func transformImage(ctx context.Context, src []byte, opt imageOptions) (
 	if err := info.checkLimits(opt); err != nil {
 		return nil, "", err
 	}
+	if err := checkOutputSize(info, opt); err != nil {
+		return nil, "", err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
@@ -121,19 +138,26 @@ func transformImage(ctx context.Context, src []byte, opt imageOptions) (
 	}
 
 	info.decodeScale = jpegDecodeScale(info, opt)
+	start := time.Now()
 	img, err := decodeStill(src, info)
 	if err != nil {
 		return nil, "", err
 	}
+	opt.observe("decode", start)
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
 
+	start = time.Now()
 	res, err := renderFrame(ctx, img, info, opt)
 	if err != nil {
 		return nil, "", err
 	}
-	return encodeStill(ctx, res, opt)
+	opt.observe("resize", start)
+	start = time.Now()
+	out, format, err = encodeStill(ctx, res, opt)
+	opt.observe("encode", start)
+	return out, format, err
 }
 
 // renderFrame orients, resizes and colour-converts one decoded image into premultiplied
@@ -208,7 +232,7 @@ func jobMemory(info *sourceInfo, opt imageOptions) int64 {
 	if opt.Format == "webp" {
 		// The WebAssembly encoder copies the image into its own memory and
 		// works in several planes; lossless search needs far more.
-		need += 16<<20 + out*4
+		need += 16<<20 + out*8
 		if opt.Lossless {
 			need += out * 40
 		}
@@ -242,4 +266,23 @@ func jpegDecodeScale(info *sourceInfo, opt imageOptions) int {
 		needW, needH = needH, needW
 	}
 	return jpegScaleFor(info.width, info.height, needW, needH)
+}
+
+// checkOutputSize refuses, before anything is decoded, an output no encoder can
+// hold or larger than the source budget: a source converted at full size
+// (50000×1 to WebP) or enlarged by a crop.
+func checkOutputSize(info *sourceInfo, opt imageOptions) error {
+	w, h := info.width, info.height
+	if swapsAxes(info.orientation) {
+		w, h = h, w
+	}
+	if g := planGeometry(w, h, opt); g.outW != 0 {
+		w, h = g.outW, g.outH
+	}
+	limit := limitOr(opt.MaxSourcePixels, defaultMaxSourcePixels)
+	if w > maxOutputSide || h > maxOutputSide || int64(w)*int64(h) > limit {
+		return fmt.Errorf("%w: output %dx%d is over %d pixels a side or %d in all",
+			errSourceTooLarge, w, h, maxOutputSide, limit)
+	}
+	return nil
 }

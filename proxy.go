@@ -3,6 +3,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -149,6 +150,14 @@ func (s *server) proxyFetch(ctx context.Context, reqHeader http.Header, m *route
 			return nil, fmt.Errorf("%w: %s answered %d", errNotFound, m.originPath, resp.StatusCode)
 		case resp.StatusCode != http.StatusOK:
 			return nil, fmt.Errorf("%w: %s answered %d", errOriginFailed, m.originPath, resp.StatusCode)
+		}
+	}
+
+	if !m.action.passThrough {
+		// Image routes share the file with resize actions, which need the
+		// image itself: decode a body the origin gzipped unasked.
+		if err := gunzipBody(resp, header); err != nil {
+			return nil, err
 		}
 	}
 
@@ -431,4 +440,25 @@ func (s *server) invalidateURL(r *http.Request, ref string) {
 		m.action.kind == actionProxy {
 		s.invalidate(m.sourcePath)
 	}
+}
+
+// gunzipBody replaces a gzip-encoded body by its decoded bytes and drops
+// the headers that described the encoding. A bad gzip stream fails the
+// body's read, and so the fetch (502).
+func gunzipBody(resp *http.Response, header http.Header) error {
+	if !strings.EqualFold(strings.TrimSpace(header.Get("Content-Encoding")), "gzip") {
+		return nil
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%w: gzip body: %w", errOriginFailed, err)
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{zr, resp.Body}
+	resp.ContentLength = -1
+	header.Del("Content-Encoding")
+	header.Del("Content-Length")
+	return nil
 }

@@ -25,11 +25,14 @@ func planGeometry(w, h int, opt imageOptions) geometry {
 		return full
 	}
 	if opt.Fit == "fill" {
+		// A derived side follows the aspect ratio, but no further than the
+		// largest side a request may ask for: a 10000×1 strip filled to a
+		// height of 1080 would otherwise be 10.8 million pixels wide.
 		if W == 0 {
-			W = roundDiv(w*H, h)
+			W = clampSide(roundDiv(w*H, h), opt.MaxWidth)
 		}
 		if H == 0 {
-			H = roundDiv(h*W, w)
+			H = clampSide(roundDiv(h*W, w), opt.MaxHeight)
 		}
 		return fillGeometry(w, h, W, H, opt.Gravity)
 	}
@@ -46,6 +49,17 @@ func planGeometry(w, h int, opt imageOptions) geometry {
 	}
 	return g
 }
+
+// clampSide bounds a derived side by limit (0: maxOutputSide).
+func clampSide(v, limit int) int {
+	if limit <= 0 {
+		limit = maxOutputSide
+	}
+	return max(1, min(v, limit))
+}
+
+// maxOutputSide is the longest side any encoder takes (WebP's limit).
+const maxOutputSide = 16383
 
 // fillGeometry scales w×h to cover W×H and crops the overflow at gravity.
 func fillGeometry(w, h, W, H int, gravity string) geometry {

@@ -222,6 +222,9 @@ func compileAction(cfg *Config, kind actionKind, i int, re, origin string,
 			}
 		}
 	}
+	if kind == actionResize && a.sourceTmpl.raw != "" && a.sourceTmpl.raw == a.resizedTmpl.raw {
+		bad("cache_path_resized", "is cache_path_source: every variant would overwrite its source")
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}

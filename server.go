@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -27,6 +28,9 @@ var (
 	errInternal = errors.New("internal error")
 	// errMethod answers a method the matched action does not take: 405.
 	errMethod = errors.New("method not allowed")
+	// errSourceGone says a cached source vanished (the cleaner) before a
+	// variant could be made from it; get fetches it again.
+	errSourceGone = errors.New("cached source went away")
 )
 
 // placeholderMaxAge is what clients may cache a placeholder answer for.
@@ -205,6 +209,13 @@ func (s *server) get(r *http.Request, m *routeMatch) (*result, error) {
 		return nil, err
 	}
 	res, err := s.variant(r.Context(), m, src)
+	if errors.Is(err, errSourceGone) {
+		// The cleaner removed the source between its lookup and the job:
+		// fetch it again, once.
+		if src, err = s.source(r.Context(), m); err == nil {
+			res, err = s.variant(r.Context(), m, src)
+		}
+	}
 	if res != nil {
 		res.vary = m.negotiated
 	}
@@ -365,9 +376,16 @@ func (s *server) variant(ctx context.Context, m *routeMatch, src *result) (*resu
 // rel. Image work waits for a slot, taken with the request's context.
 func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 	opt imageOptions, sourceID string) (*entry, error) {
-	// Only the header is read before admission: jobs waiting for memory
-	// must not hold their sources in it.
+	// The cleaner leaves the source alone while the job needs it. Only its
+	// header is read before admission: jobs waiting for memory must not
+	// hold their sources in it.
+	if src.rel != "" && !src.placeholder {
+		defer s.cache.pin(src.rel)()
+	}
 	need, err := s.jobMemory(src.file, opt)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", errSourceGone, src.rel)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
 	}
@@ -377,11 +395,17 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 	}
 	defer release()
 	data, err := os.ReadFile(src.file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", errSourceGone, src.rel)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
 	}
 	s.stats.resizes.Add(1)
-	jobDone := s.metrics.imageJob(opt.Format)
+	jobDone := s.metrics.imageJob(opt.Format, need)
+	opt.Observe = func(stage string, took time.Duration) {
+		s.metrics.imageStage(stage, opt.Format, took)
+	}
 	out, format, err := s.guardedTransform(ctx, data, opt, src.rel)
 	jobDone()
 	if err != nil {
@@ -438,6 +462,7 @@ func (s *server) withSettings(opt imageOptions) imageOptions {
 	opt.WebPMethod = s.bg.WebPMethod
 	opt.MaxSourcePixels = s.bg.MaxSourcePixels
 	opt.MaxAnimationPixels = s.bg.MaxAnimationPixels
+	opt.MaxWidth, opt.MaxHeight = s.cfg.ThumbMaxWidth, s.cfg.ThumbMaxHeight
 	return opt
 }
 
@@ -716,7 +741,8 @@ func errorStatus(err error) (int, string) {
 		return http.StatusForbidden, "invalid signature"
 	case errors.Is(err, errNoRoute), errors.Is(err, errNotFound):
 		return http.StatusNotFound, "not found"
-	case errors.Is(err, errSourceTooLarge), errors.Is(err, errAnimationTooLarge):
+	case errors.Is(err, errSourceTooLarge), errors.Is(err, errAnimationTooLarge),
+		errors.Is(err, errJobTooLarge):
 		return http.StatusUnprocessableEntity, "source image too large"
 	case errors.Is(err, errNotImage):
 		return http.StatusUnsupportedMediaType, "origin file is not a supported image"

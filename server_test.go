@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
+	"context"
 	"fmt"
 	"image"
 	"image/color"
@@ -1144,4 +1146,90 @@ func TestWebPLosslessRoute(t *testing.T) {
 			t.Errorf("lossless pixel %v = %v, want exact", p, c)
 		}
 	}
+}
+
+// Extreme aspect ratios used to ask for outputs of millions of pixels a side,
+// and kill the process for want of memory, or fail in the encoder with 500.
+func TestExtremeOutputsAreBoundedOr422(t *testing.T) {
+	o := newTestOrigin(t)
+	wide, err := os.ReadFile("testdata/cases/extreme/wide-10000x1.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.put("/wide.png", wide)
+	o.put("/strip.png", encodePNG(t, image.NewGray(image.Rect(0, 0, 50000, 1))))
+	k := newKatana(t, o, nil)
+	tests := []struct {
+		path   string
+		status int
+		w, h   int
+	}{
+		{"/wide.png/resize-x1080-f.png", 200, 1920, 1080}, // derived width clamped to thumb_max_width
+		{"/wide.png/resize-x30-f.jpeg", 200, 1920, 30},
+		{"/wide.png/resize-100x.png", 200, 100, 1},
+		{"/strip.png/resize-x.webp", 422, 0, 0}, // 50000 px wide: no encoder takes it
+		{"/strip.png/resize-x.jpeg", 422, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, body := k.get(t, tt.path)
+			wantStatus(t, resp, body, tt.status)
+			if tt.status != 200 {
+				return
+			}
+			img := decodeImage(t, body, sniffFormat(body))
+			if b := img.Bounds(); b.Dx() != tt.w || b.Dy() != tt.h {
+				t.Errorf("size = %dx%d, want %dx%d", b.Dx(), b.Dy(), tt.w, tt.h)
+			}
+		})
+	}
+}
+
+func TestJobOverTheMemoryBudgetIs422(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/big.png", encodePNG(t, image.NewGray(image.Rect(0, 0, 6000, 6000))))
+	o.put("/small.png", encodePNG(t, image.NewGray(image.Rect(0, 0, 500, 500))))
+	k := newKatana(t, o, func(c *Config) { c.MaxMemory = 64 << 20 })
+	resp, body := k.get(t, "/big.png/resize-x.webp")
+	wantStatus(t, resp, body, http.StatusUnprocessableEntity)
+	resp, body = k.get(t, "/small.png/resize-x.webp")
+	wantStatus(t, resp, body, http.StatusOK)
+}
+
+func TestSourceRemovedBeforeItsJobIsFetchedAgain(t *testing.T) {
+	o := newTestOrigin(t)
+	o.put("/g.jpg", testJPEG(t, 64, 64))
+	k := newKatana(t, o, nil)
+	k.get(t, "/g.jpg")
+	// The cleaner deletes the source after it was looked up: simulate it by
+	// removing the file between the lookup and the job.
+	swapTransform(t, func(ctx context.Context, b []byte, opt imageOptions) ([]byte, string, error) {
+		return transformImage(ctx, b, opt)
+	})
+	os.Remove(filepath.Join(k.dir, "g/source.jpg"))
+	resp, body := k.get(t, "/g.jpg/resize-32x.png")
+	wantStatus(t, resp, body, http.StatusOK)
+	if got := o.count("GET", "/g.jpg"); got != 2 {
+		t.Errorf("origin GETs = %d, want 2: the vanished source is fetched again", got)
+	}
+}
+
+func TestGzippedImageOnAnImageRoute(t *testing.T) {
+	o := newTestOrigin(t)
+	img := testJPEG(t, 32, 32)
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	zw.Write(img)
+	zw.Close()
+	o.put("/z.jpg", zb.Bytes(), "Content-Encoding", "gzip", "Content-Type", "image/jpeg")
+	o.put("/badz.jpg", []byte("not gzip at all"), "Content-Encoding", "gzip")
+	k := newKatana(t, o, nil)
+	resp, body := k.get(t, "/z.jpg")
+	wantStatus(t, resp, body, http.StatusOK)
+	if !bytes.Equal(body, img) || resp.Header.Get("Content-Encoding") != "" {
+		t.Errorf("gzipped origin image: %d bytes, Content-Encoding %q; want the decoded image",
+			len(body), resp.Header.Get("Content-Encoding"))
+	}
+	resp, body = k.get(t, "/badz.jpg")
+	wantStatus(t, resp, body, http.StatusBadGateway)
 }
