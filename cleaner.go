@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -105,6 +106,7 @@ type Cleaner struct {
 	protect map[string]bool
 	log     *slog.Logger
 	kick    chan struct{} // a large growth asks Run for an early check
+	full    atomic.Bool   // a write failed for want of space: make room even under MaxUsage
 
 	passMu sync.Mutex // one pass at a time
 
@@ -248,6 +250,16 @@ func (c *Cleaner) growLocked(n int64) bool {
 }
 
 // wake asks Run for a pass without blocking; one pending request is enough.
+// DiskFull reports that a write failed for want of space. The next pass,
+// started at once, frees room even when usage is under cache_dir_max_usage
+// (a large file may not fit in what is left below it): down to the low-water
+// mark, or 5 points under the current usage when that is lower. Safe for
+// concurrent use; it never blocks.
+func (c *Cleaner) DiskFull() {
+	c.full.Store(true)
+	c.wake()
+}
+
 func (c *Cleaner) wake() {
 	select {
 	case c.kick <- struct{}{}:

@@ -85,6 +85,10 @@ func (c *Cleaner) evict(ctx context.Context, st *passStats) error {
 	u, ferr := c.measure()
 	st.UsageBefore, st.UsageAfter = u, u
 	fsOn := ferr == nil && c.opt.MaxUsage > 0 && u > c.opt.MaxUsage
+	low := c.opt.LowWater
+	if c.full.Swap(false) && ferr == nil {
+		fsOn, low = true, min(low, u-5) // a write found the disk full
+	}
 	bytesOn := c.opt.MaxBytes > 0 && c.indexBytes() > c.opt.MaxBytes
 	if !fsOn && !bytesOn {
 		return c.usageErr(ferr)
@@ -92,7 +96,7 @@ func (c *Cleaner) evict(ctx context.Context, st *passStats) error {
 
 	var held []string
 	defer func() { c.restore(held) }()
-	err := c.evictBatches(ctx, st, fsOn, bytesOn, &held)
+	err := c.evictBatches(ctx, st, fsOn, bytesOn, low, &held)
 	if ferr == nil && !fsOn {
 		st.UsageAfter, _ = c.measure() // for the log line only
 	}
@@ -106,10 +110,10 @@ func (c *Cleaner) evict(ctx context.Context, st *passStats) error {
 // discard) make the next statfs lag and the pass overshoot; subtracting
 // the batch's freed blocks from the last measure would avoid that.
 func (c *Cleaner) evictBatches(ctx context.Context, st *passStats, fsOn, bytesOn bool,
-	held *[]string) error {
+	low float64, held *[]string) error {
 	bytesLow := int64(float64(c.opt.MaxBytes) * bytesLowWater)
 	for {
-		needFS := fsOn && st.UsageAfter >= c.opt.LowWater
+		needFS := fsOn && st.UsageAfter >= low
 		needBytes := bytesOn && c.indexBytes() > bytesLow
 		if !needFS && !needBytes {
 			return nil

@@ -991,3 +991,39 @@ func TestCleanerSourceGoesVariantStays(t *testing.T) {
 			len(got), err)
 	}
 }
+
+// A write that found the disk full makes the next pass free room even below
+// cache_dir_max_usage: a large file may not fit in what is left.
+func TestCleanerMakesRoomAfterDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	var paths []string
+	for i := range 10 {
+		p, _ := writeEntry(t, dir, fmt.Sprintf("%d.png", i), 10)
+		paths = append(paths, p)
+	}
+	// 21 inodes of 35: 60%, under the 90% limit.
+	c := walked(t, cleanerOptions{Dir: dir, MaxUsage: 90, LowWater: 85, BatchSize: 1,
+		statfs: fakeStatfs(testFSSize, 35)})
+	for _, p := range paths {
+		c.Touch(p, 10)
+	}
+	if st, err := c.Pass(context.Background()); err != nil || st.Deleted != 0 {
+		t.Fatalf("Pass() under the limit = %d deleted, %v; want 0, nil", st.Deleted, err)
+	}
+	c.DiskFull()
+	st, err := c.Pass(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Down to under 55% (5 points below 60%): 19/35 = 54% after one delete.
+	if st.Deleted != 1 || st.UsageAfter >= 55 {
+		t.Errorf("Pass() after DiskFull = %d deleted, usage %.1f; want 1 and under 55",
+			st.Deleted, st.UsageAfter)
+	}
+	if fileExists(t, paths[0]) || !fileExists(t, paths[1]) {
+		t.Error("the pass did not delete the least recently used entry")
+	}
+	if st, _ := c.Pass(context.Background()); st.Deleted != 0 {
+		t.Errorf("a later pass deleted %d, want 0: the hint is used once", st.Deleted)
+	}
+}

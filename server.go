@@ -708,6 +708,9 @@ func notModified(r *http.Request, etag string, modtime time.Time) bool {
 // the cause.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, msg := errorStatus(err)
+	if s.cleaner != nil && isDiskFull(err) {
+		s.cleaner.DiskFull()
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
