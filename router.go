@@ -291,7 +291,7 @@ func (rt *router) matchSlow(reqPath, rawPath, rawQuery string) (*routeMatch, err
 			continue
 		}
 		if err := rt.checkSignature(a, reqPath); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", a.key, err)
 		}
 		groups := make(map[string]string, len(sub))
 		for i, n := range a.re.SubexpNames() {
@@ -321,7 +321,7 @@ func (rt *router) build(a *action, groups map[string]string) (*routeMatch, error
 	if a.kind == actionResize {
 		m.image = rt.normalise(groups)
 		if err := a.checkSize(m.image); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", a.key, err)
 		}
 	}
 	var err error
