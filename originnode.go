@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,8 @@ type nodeHealth struct {
 	failures  int
 	downUntil time.Time
 	timeout   bool // whether the last failure was a timeout
+
+	checking atomic.Bool // a liveness check is under way (checkAlive)
 }
 
 // up reports whether the node may be tried at now.

@@ -239,6 +239,9 @@ func (o *Origin) nodeFailed(ctx, actx context.Context, c *cluster, n *node, op s
 		d := n.health.markDown(o.now(), timeout, o.opt.NodeBackoff, o.opt.NodeBackoffMax)
 		o.log.Warn("origin node down", "origin", o.name, "cluster", c.name, "node", n.name,
 			"op", op, "reason", err.Error(), "backoff", d)
+		if timeout {
+			o.checkAlive(c, n)
+		}
 	} else {
 		o.warn(c, n, op, err)
 	}
@@ -262,4 +265,33 @@ func isNetTimeout(err error) bool {
 func isDialError(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && (oe.Op == "dial" || oe.Op == "proxyconnect")
+}
+
+// checkAlive asks a node that timed out for HEAD / once, in the background,
+// and brings it back at once if it answers anything within ProbeTimeout. A
+// timeout may be one slow path rather than a hung node; without this, a
+// client asking for a path the origin answers slowly could keep the node,
+// and so every other path, out of service. A node that is really hung does
+// not answer this either and stays down.
+func (o *Origin) checkAlive(c *cluster, n *node) {
+	if n.local() || !n.health.checking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer n.health.checking.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), o.opt.ProbeTimeout)
+		defer cancel()
+		req, err := o.newRequest(ctx, c, http.MethodHead, n.url("/"), validators{})
+		if err != nil {
+			return
+		}
+		resp, err := c.client.Transport.RoundTrip(req)
+		if err != nil {
+			return
+		}
+		resp.Body.Close()
+		n.health.markUp()
+		o.log.Info("origin node answers again", "origin", o.name, "cluster", c.name,
+			"node", n.name)
+	}()
 }
