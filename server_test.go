@@ -694,28 +694,12 @@ func TestOriginErrorsNotCached(t *testing.T) {
 }
 
 func TestTruncatedOriginBodyNotCached(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				c.Read(buf)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 5000\r\n\r\n")
-				c.Write(testJPEG(t, 16, 16)[:200])
-			}()
-		}
-	}()
+	origin := lyingOrigin(t, func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 5000\r\n\r\n")
+		c.Write(testJPEG(t, 16, 16)[:200])
+	})
 	k := newKatana(t, nil, func(c *Config) {
-		c.Origins["default"] = map[string]*ClusterConfig{"t": {IPs: []string{ln.Addr().String()}}}
+		c.Origins["default"] = map[string]*ClusterConfig{"t": {IPs: []string{origin}}}
 	})
 	resp, body := k.get(t, "/t.jpg")
 	wantStatus(t, resp, body, http.StatusBadGateway)
