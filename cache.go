@@ -487,9 +487,3 @@ func variantETag(source, key string) string {
 	h := sha256.Sum256([]byte(source + "\x00" + key))
 	return `"` + hex.EncodeToString(h[:12]) + `"`
 }
-
-// exists reports whether a regular file is at path.
-func exists(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular()
-}

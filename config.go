@@ -739,14 +739,6 @@ func parseLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("%q is not DEBUG, INFO, WARNING or ERROR", s)
 }
 
-// lowWater is the usage a cleaning pass brings the filesystem down to.
-func (c *Config) lowWater() float64 {
-	if c.CleanLowWater > 0 {
-		return c.CleanLowWater
-	}
-	return max(c.CacheDirMaxUsage-5, 0)
-}
-
 // dump writes the config as TOML that loads back to the same config.
 func (c *Config) dump(w io.Writer) error {
 	enc := toml.NewEncoder(w)

@@ -2,7 +2,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -186,16 +185,6 @@ func (m *metrics) reload(err error) {
 		result = "error"
 	}
 	m.reloads.WithLabelValues(result).Inc()
-}
-
-// observeImageStage records the latency of one stage of image work
-// ("decode", "resize", "encode") for an output format, when ctx belongs to
-// a request of a server with metrics. It is meant for resize.go and
-// encode.go: defer observeImageStage(ctx, "encode", format, time.Now()).
-func observeImageStage(ctx context.Context, stage, format string, start time.Time) {
-	if t := traceOf(ctx); t != nil && t.metrics != nil {
-		t.metrics.images.WithLabelValues(stage, format).Observe(time.Since(start).Seconds())
-	}
 }
 
 // cacheOutcome is the cache label of an answer; "" when it had none.

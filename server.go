@@ -142,7 +142,7 @@ type result struct {
 // ServeHTTP routes the request, gets the file and answers.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
-	r = withTrace(r, s.metrics)
+	r = withTrace(r)
 	lw := &logWriter{ResponseWriter: w, status: http.StatusOK}
 	var res *result
 	var m *routeMatch

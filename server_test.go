@@ -1217,3 +1217,9 @@ func TestGzippedImageOnAnImageRoute(t *testing.T) {
 	resp, body = k.get(t, "/badz.jpg")
 	wantStatus(t, resp, body, http.StatusBadGateway)
 }
+
+// exists reports whether a regular file is at path.
+func exists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}

@@ -1,6 +1,5 @@
 // trace.go carries per-request facts through the context: the origin node
-// that answered, for the access log, and the server's metrics, for code that
-// does not know the server.
+// that answered, for the access log.
 package main
 
 import (
@@ -12,8 +11,6 @@ import (
 // requestTrace is what a request learned on its way. It is safe for
 // concurrent use: a coalesced fetch may note a node from another goroutine.
 type requestTrace struct {
-	metrics *metrics // nil when the server has none
-
 	mu   sync.Mutex // guards node
 	node string     // origin node that answered; "" when none was contacted
 }
@@ -21,11 +18,11 @@ type requestTrace struct {
 type traceKey struct{}
 
 // withTrace returns r with a fresh trace in its context, unless it has one.
-func withTrace(r *http.Request, m *metrics) *http.Request {
+func withTrace(r *http.Request) *http.Request {
 	if traceOf(r.Context()) != nil {
 		return r
 	}
-	return r.WithContext(context.WithValue(r.Context(), traceKey{}, &requestTrace{metrics: m}))
+	return r.WithContext(context.WithValue(r.Context(), traceKey{}, &requestTrace{}))
 }
 
 // traceOf returns the trace of ctx, or nil.
