@@ -20,10 +20,11 @@ import (
 // cannot satisfy (RFC 9111 section 5.2.1.7): 504.
 var errOnlyIfCached = errors.New("not in cache (only-if-cached)")
 
-// proxyOutcome is what one origin request for a proxied URL produced.
+// proxyOutcome is what one origin request produced, for a proxied URL or a
+// resize action's source.
 type proxyOutcome struct {
 	e      *entry      // the stored entry, or nil when the answer was not stored
-	how    string      // miss, revalidated, stale, pass
+	how    string      // miss, revalidated, stale, pass, hit
 	status int         // of an answer that was not stored
 	header http.Header // of an answer that was not stored
 	body   *os.File    // of an answer that was not stored, already unlinked

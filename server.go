@@ -235,14 +235,14 @@ func (s *server) source(ctx context.Context, m *routeMatch) (*result, error) {
 	v, shared, err := s.flights.do(ctx, "source:"+rel, func(ctx context.Context) (any, error) {
 		old := s.cache.lookup(rel)
 		if old != nil && s.isFresh(old) {
-			return &fetched{e: old, how: "hit"}, nil
+			return &proxyOutcome{e: old, how: "hit"}, nil
 		}
 		return s.fetch(ctx, m, old)
 	})
 	if err != nil {
 		return nil, err
 	}
-	f := v.(*fetched)
+	f := v.(*proxyOutcome)
 	res.e, res.fresh, res.cache = f.e, f.e, f.how
 	if shared && f.how == "miss" {
 		res.cache = "coalesced"
@@ -250,21 +250,15 @@ func (s *server) source(ctx context.Context, m *routeMatch) (*result, error) {
 	return res, nil
 }
 
-// fetched is the outcome of one flight for a source.
-type fetched struct {
-	e   *entry
-	how string // miss, revalidated, stale, hit
-}
-
 // fetch gets rel from the origin into the cache. old is the stale entry, if
 // any: its validators make the request conditional, and it is served when
 // the origin fails (the original answered 404 then, spec B8).
-func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched, error) {
+func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*proxyOutcome, error) {
 	rel := m.sourcePath
 	o := s.origins[m.action.origin]
 	p, err := s.cache.create(rel)
 	if err != nil {
-		return s.staleOr(old, rel, err)
+		return s.staleOnError(old, rel, err)
 	}
 	var v validators
 	if old != nil {
@@ -278,7 +272,7 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 		if errors.Is(err, errNotFound) || ctx.Err() != nil {
 			return nil, err
 		}
-		return s.staleOr(old, rel, err)
+		return s.staleOnError(old, rel, err)
 	}
 
 	now := s.now()
@@ -296,7 +290,7 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 		if err := s.cache.writeMeta(rel, old); err != nil {
 			return nil, storageError(err)
 		}
-		return &fetched{e: old, how: "revalidated"}, nil
+		return &proxyOutcome{e: old, how: "revalidated"}, nil
 	}
 
 	if err := checkImageBody(p.File, m.originPath); err != nil {
@@ -321,18 +315,9 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*fetched
 		e.ETagSynthetic = true
 	}
 	if e, err = p.Commit(e); err != nil {
-		return s.staleOr(old, rel, err)
+		return s.staleOnError(old, rel, err)
 	}
-	return &fetched{e: e, how: "miss"}, nil
-}
-
-// staleOr serves the stale entry when there is one, else returns err.
-func (s *server) staleOr(old *entry, rel string, err error) (*fetched, error) {
-	if old == nil {
-		return nil, err
-	}
-	s.log.Warn("serving stale copy", "cache_path", rel, "err", err)
-	return &fetched{e: old, how: "stale"}, nil
+	return &proxyOutcome{e: e, how: "miss"}, nil
 }
 
 // variant returns the resized file of m, making it from src when it is
