@@ -86,11 +86,11 @@ func (s *sourceInfo) checkLimits(opt imageOptions) error {
 
 // probeJPEG reads the SOF size, the first EXIF orientation and the ICC profile.
 func probeJPEG(src []byte, info *sourceInfo) error {
-	cfg, err := jpeg.DecodeConfig(bytes.NewReader(src))
+	ji, err := readJPEGInfo(src) // the decoder's own header reader: it decodes the file
 	if err != nil {
 		return err
 	}
-	info.width, info.height = cfg.Width, cfg.Height
+	info.width, info.height = ji.Width, ji.Height
 	exif, icc := jpegMetadata(src)
 	info.orientation = exifOrientation(exif)
 	info.profile = parseICC(icc)
