@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -49,8 +50,8 @@ type server struct {
 	cache   *diskCache
 	origins map[string]*Origin
 	flights flightGroup
-	work    *admission   // bounds concurrent image work by memory and CPU
-	bg      imageOptions // config-wide image settings
+	work    *admission  // bounds concurrent image work by memory and CPU
+	bg      color.NRGBA // the background key, parsed
 	now     func() time.Time
 	stats   serverStats
 	cleaner *Cleaner // nil when no cleaner runs (tests, --check)
@@ -84,13 +85,8 @@ func newServer(cfg *Config, log *slog.Logger) (*server, error) {
 		cache:   c,
 		origins: map[string]*Origin{},
 		work:    newAdmission(cfg.memoryBudget(), cfg.MaxQueue),
-		bg: imageOptions{
-			Background:         bg,
-			WebPMethod:         cfg.WebPMethod,
-			MaxSourcePixels:    cfg.MaxSourcePixels,
-			MaxAnimationPixels: cfg.MaxAnimationPixels,
-		},
-		now: time.Now,
+		bg:      bg,
+		now:     time.Now,
 	}
 	var errs []error
 	for _, name := range sortedKeys(cfg.Origins) {
@@ -443,10 +439,10 @@ func (s *server) transform(ctx context.Context, data []byte, opt imageOptions) (
 
 // withSettings fills in the config-wide image settings.
 func (s *server) withSettings(opt imageOptions) imageOptions {
-	opt.Background = s.bg.Background
-	opt.WebPMethod = s.bg.WebPMethod
-	opt.MaxSourcePixels = s.bg.MaxSourcePixels
-	opt.MaxAnimationPixels = s.bg.MaxAnimationPixels
+	opt.Background = s.bg
+	opt.WebPMethod = s.cfg.WebPMethod
+	opt.MaxSourcePixels = s.cfg.MaxSourcePixels
+	opt.MaxAnimationPixels = s.cfg.MaxAnimationPixels
 	opt.MaxWidth, opt.MaxHeight = s.cfg.ThumbMaxWidth, s.cfg.ThumbMaxHeight
 	return opt
 }
