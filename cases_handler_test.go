@@ -36,7 +36,7 @@ func TestCasesThroughHandler(t *testing.T) {
 				}
 				return
 			}
-			if got, want := resp.Header.Get("Content-Type"), "image/"+formatOf(body); got != want {
+			if got, want := resp.Header.Get("Content-Type"), "image/"+sniffFormat(body); got != want {
 				t.Errorf("Content-Type = %q, want %q", got, want)
 			}
 			r.check(t, body)
@@ -64,5 +64,3 @@ func caseConfig(t *testing.T, r caseRow) (conf, suffix, accept string) {
 	}
 	return conf, suffix, accept
 }
-
-func formatOf(b []byte) string { return sniffFormat(b) }

@@ -279,7 +279,7 @@ func parseDuration(s string) (time.Duration, error) {
 	return p, nil
 }
 
-// parseColor reads "#rgb", "#rrggbb", "white", "black" or "transparent".
+// parseColor reads "#rgb", "#rrggbb", "white" or "black"; "" is white.
 func parseColor(s string) (color.NRGBA, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "", "white":

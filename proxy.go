@@ -409,7 +409,7 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, m *routeMatch) 
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 400 {
-		s.invalidate(m.sourcePath)
+		s.cache.remove(m.sourcePath)
 		for _, k := range []string{"Location", "Content-Location"} {
 			s.invalidateURL(r, resp.Header.Get(k))
 		}
@@ -420,11 +420,6 @@ func (s *server) forward(w http.ResponseWriter, r *http.Request, m *routeMatch) 
 	w.WriteHeader(resp.StatusCode)
 	_, err = io.Copy(w, resp.Body)
 	return err
-}
-
-// invalidate removes the entry at rel.
-func (s *server) invalidate(rel string) {
-	s.cache.remove(rel)
 }
 
 // invalidateURL removes the entry a same-host URL maps to.
@@ -439,7 +434,7 @@ func (s *server) invalidateURL(r *http.Request, ref string) {
 	target := r.URL.ResolveReference(u)
 	if m, err := s.router.match(target.Path, target.RawPath, target.RawQuery); err == nil &&
 		m.action.kind == actionProxy {
-		s.invalidate(m.sourcePath)
+		s.cache.remove(m.sourcePath)
 	}
 }
 
