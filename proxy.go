@@ -143,21 +143,7 @@ func (s *server) proxyFetch(ctx context.Context, reqHeader http.Header, m *route
 		}
 	}
 	if !m.action.passThrough {
-		switch {
-		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-			if old != nil {
-				s.cache.remove(rel)
-			}
-			return nil, fmt.Errorf("%w: %s answered %d", errNotFound, m.originPath, resp.StatusCode)
-		case resp.StatusCode != http.StatusOK:
-			return nil, fmt.Errorf("%w: %s answered %d", errOriginFailed, m.originPath, resp.StatusCode)
-		}
-	}
-
-	if !m.action.passThrough {
-		// Image routes share the file with resize actions, which need the
-		// image itself: decode a body the origin gzipped unasked.
-		if err := gunzipBody(resp, header); err != nil {
+		if err := s.imageAnswer(resp, header, m, old != nil); err != nil {
 			return nil, err
 		}
 	}
@@ -203,18 +189,43 @@ func (s *server) proxyFetch(ctx context.Context, reqHeader http.Header, m *route
 		n, _ := p.ReadAt(head, 0)
 		e.ContentType = contentType(head[:n], "")
 	}
-	if e.ETag == "" && e.Status == http.StatusOK {
-		if e.ETag, err = hashFile(p.File); err != nil {
-			p.Abort()
-			return nil, storageError(err)
-		}
-		e.ETagSynthetic = true
-	}
 	s.restamp(e, requestTime, responseTime)
-	if e, err = p.Commit(e); err != nil {
+	if e, err = s.commitFetched(p, e); err != nil {
 		return s.staleOnError(old, rel, err)
 	}
 	return &proxyOutcome{e: e, how: "miss"}, nil
+}
+
+// imageAnswer holds an image route to the original's contract: a 404 or
+// 410 is Katana's 404 (and drops what was stored), any other status but 200
+// is an origin failure, and a body the origin gzipped unasked is decoded,
+// since resize actions share the file and need the image itself.
+func (s *server) imageAnswer(resp *http.Response, header http.Header, m *routeMatch,
+	stored bool) error {
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		if stored {
+			s.cache.remove(m.sourcePath)
+		}
+		return fmt.Errorf("%w: %s answered %d", errNotFound, m.originPath, resp.StatusCode)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("%w: %s answered %d", errOriginFailed, m.originPath, resp.StatusCode)
+	}
+	return gunzipBody(resp, header)
+}
+
+// commitFetched makes a fetched file visible: a 200 whose origin sent no
+// ETag gets a strong one from its content, so clients can revalidate.
+func (s *server) commitFetched(p *pending, e *entry) (*entry, error) {
+	if e.ETag == "" && e.Status == http.StatusOK {
+		etag, err := hashFile(p.File)
+		if err != nil {
+			p.Abort()
+			return nil, storageError(err)
+		}
+		e.ETag, e.ETagSynthetic = etag, true
+	}
+	return p.Commit(e)
 }
 
 // restamp sets an entry's time, age and lifetime after a fetch or a 304.

@@ -303,14 +303,7 @@ func (s *server) fetch(ctx context.Context, m *routeMatch, old *entry) (*proxyOu
 		Stored:       now,
 		TTL:          int64(s.policy().lifetime(http.StatusOK, resp.Header, now) / time.Second),
 	}
-	if e.ETag == "" {
-		if e.ETag, err = hashFile(p.File); err != nil {
-			p.Abort()
-			return nil, storageError(err)
-		}
-		e.ETagSynthetic = true
-	}
-	if e, err = p.Commit(e); err != nil {
+	if e, err = s.commitFetched(p, e); err != nil {
 		return s.staleOnError(old, rel, err)
 	}
 	return &proxyOutcome{e: e, how: "miss"}, nil
