@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -58,9 +59,32 @@ type entry struct {
 	// never sent to the origin.
 	ETagSynthetic bool `json:"etag_synthetic,omitempty"`
 
-	body []byte // the file's bytes when the cache holds them in memory
+	body    []byte        // the file's bytes when the cache holds them in memory
+	touched *atomic.Int64 // shared with the entry's memory copy; may be nil
 
 	legacy bool // read from an original .META line
+
+	modFrom string    // the LastModified that modTime was parsed from
+	modTime time.Time // LastModified parsed, once per entry kept in memory
+	modText string    // modTime in the HTTP date format
+}
+
+// lastModifiedText returns LastModified in the HTTP date format, as
+// ServeContent writes it.
+func (e *entry) lastModifiedText() string {
+	if e.modFrom == e.LastModified && e.modText != "" {
+		return e.modText
+	}
+	return e.lastModified().UTC().Format(http.TimeFormat)
+}
+
+// lastModified returns LastModified as a time; zero when it is not one.
+func (e *entry) lastModified() time.Time {
+	if e.modFrom == e.LastModified {
+		return e.modTime // also when both are empty
+	}
+	t, _ := http.ParseTime(e.LastModified)
+	return t
 }
 
 // lifetime is the entry's freshness lifetime as a duration.
@@ -87,6 +111,7 @@ func (e *entry) age(now time.Time) time.Duration {
 type diskCache struct {
 	dir     string
 	touch   func(path string, size int64)      // records accesses for the cleaner; may be nil
+	touchR  func(rel string, size int64)       // touch by relative path; may be nil
 	acquire func(path string) (release func()) // keeps the cleaner off a file; may be nil
 	metas   metaTable                          // sidecars already read
 }
@@ -116,8 +141,25 @@ type metaTable struct {
 }
 
 type metaItem struct {
-	e    entry
-	body []byte // nil unless the file is small and was served
+	e       entry
+	body    []byte        // nil unless the file is small and was served
+	checked int64         // unix ns when the file was last seen to match e
+	touched *atomic.Int64 // unix ns of the last hit told to the cleaner
+}
+
+// heldCheckEvery is how long a held body is served without looking at its
+// file again. Katana's own deletions (cleaner, purge) drop the copy at
+// once; this bounds how long one made behind its back is missed.
+const heldCheckEvery = int64(time.Second)
+
+// checkedAt records that the file of rel matched its entry at now.
+func (t *metaTable) checkedAt(rel string, now int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if it, ok := t.m[rel]; ok {
+		it.checked = now
+		t.m[rel] = it
+	}
 }
 
 func (t *metaTable) get(rel string) (metaItem, bool) {
@@ -147,7 +189,10 @@ func (t *metaTable) put(rel string, e *entry, body []byte) {
 		body = nil
 	}
 	t.bytes += int64(len(body))
-	t.m[rel] = metaItem{e: *e, body: body}
+	it := metaItem{e: *e, body: body, checked: time.Now().UnixNano(), touched: new(atomic.Int64)}
+	it.e.modFrom, it.e.modTime = it.e.LastModified, it.e.lastModified()
+	it.e.modText = it.e.modTime.UTC().Format(http.TimeFormat)
+	t.m[rel] = it
 }
 
 func (t *metaTable) drop(rel string) {
@@ -175,17 +220,23 @@ func (c *diskCache) abs(rel string) string { return filepath.Join(c.dir, filepat
 // the data file and the sidecar do not belong together (a crash between the
 // two renames, a manual deletion, an empty file).
 func (c *diskCache) lookup(rel string) *entry {
-	p := c.abs(rel)
 	if it, ok := c.metas.get(rel); ok {
 		e := it.e
-		fi, err := os.Stat(p)
+		e.body, e.touched = it.body, it.touched
+		now := time.Now().UnixNano()
+		if it.body != nil && now-it.checked < heldCheckEvery {
+			return &e
+		}
+		fi, err := os.Stat(c.abs(rel))
 		if err == nil && fi.Size() == e.Size && fi.ModTime().UnixNano() == e.ModTime {
-			e.body = it.body
+			if it.body != nil {
+				c.metas.checkedAt(rel, now)
+			}
 			return &e
 		}
 		c.metas.drop(rel)
 	}
-	e := c.readMeta(rel, p)
+	e := c.readMeta(rel, c.abs(rel))
 	if e != nil {
 		c.metas.put(rel, e, nil)
 	}
@@ -358,6 +409,9 @@ func (p *pending) Commit(e *entry) (*entry, error) {
 	return e, nil
 }
 
+// forget drops what is kept in memory of rel, whose files were deleted.
+func (c *diskCache) forget(rel string) { c.metas.drop(rel) }
+
 // remove deletes the entry at rel: data first, then its sidecar.
 func (c *diskCache) remove(rel string) {
 	c.metas.drop(rel)
@@ -407,11 +461,23 @@ func (c *diskCache) pin(rel string) (release func()) {
 	return c.acquire(c.abs(rel))
 }
 
-// touched records a hit served from memory, for the cleaner.
-func (c *diskCache) touched(rel string, size int64) {
-	if c.touch != nil {
-		c.touch(c.abs(rel), size)
+// touchEvery is how often hits on one entry served from memory are told
+// to the cleaner: its order of use needs no finer grain.
+const touchEvery = int64(time.Second)
+
+// touched records a hit on e served from memory, for the cleaner.
+func (c *diskCache) touched(rel string, e *entry) {
+	if c.touchR == nil {
+		return
 	}
+	if e.touched != nil {
+		now := time.Now().UnixNano()
+		last := e.touched.Load()
+		if now-last < touchEvery || !e.touched.CompareAndSwap(last, now) {
+			return
+		}
+	}
+	c.touchR(rel, e.Size)
 }
 
 // writeAtomic writes a small file through a temporary file and a rename.

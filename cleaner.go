@@ -43,6 +43,9 @@ type cleanerOptions struct {
 	TempGrace time.Duration // age after which a .tmp-* file is a leftover; 0 = 1h
 	Protect   []string      // paths never removed (the placeholder)
 	Logger    *slog.Logger  // nil discards
+	// Evicted is told the relative path (with slashes) of every entry a
+	// pass deleted, so that copies kept in memory go too; nil is none.
+	Evicted func(rel string)
 	// GrowthStep is how many bytes of new cache files make Run check usage
 	// before the next tick; 0 means 1% of the filesystem (or of MaxBytes).
 	GrowthStep int64
@@ -210,8 +213,17 @@ func (c *Cleaner) tickLocked() int64 {
 // bytes (data + sidecar). Paths outside the cache directory, sidecars, temp
 // files and protected paths are ignored.
 func (c *Cleaner) Touch(path string, size int64) {
-	rel, ok := c.relOf(path)
-	if !ok || !c.indexable(rel) {
+	if rel, ok := c.relOf(path); ok {
+		c.touchRel(rel, size)
+	}
+}
+
+// TouchRel is Touch for a path relative to the cache directory, with
+// slashes: a hit served from memory has no file path at hand.
+func (c *Cleaner) TouchRel(rel string, size int64) { c.touchRel(filepath.FromSlash(rel), size) }
+
+func (c *Cleaner) touchRel(rel string, size int64) {
+	if !c.indexable(rel) {
 		return
 	}
 	c.mu.Lock()

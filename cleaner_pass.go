@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -225,6 +226,9 @@ func (c *Cleaner) evictOne(cd candidate, st *passStats, held *[]string) {
 		c.log.Debug("cache clean could not delete a sidecar", "path", path, "err", err)
 	}
 
+	if c.opt.Evicted != nil {
+		c.opt.Evicted(filepath.ToSlash(cd.rel))
+	}
 	size, dirUnused := c.dropIfUnchanged(cd, !missing)
 	if missing {
 		st.Missing++

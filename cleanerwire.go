@@ -10,8 +10,10 @@ import (
 // startCleaner runs the cleaner for cfg in the background and hooks it to
 // the server's cache. stop ends it and waits for it.
 func startCleaner(ctx context.Context, cfg *Config, s *server, log *slog.Logger) (stop func()) {
-	c := newCleaner(cleanerOptionsFor(cfg, log))
-	s.cache.touch = c.Touch
+	opt := cleanerOptionsFor(cfg, log)
+	opt.Evicted = s.cache.forget
+	c := newCleaner(opt)
+	s.cache.touch, s.cache.touchR = c.Touch, c.TouchRel
 	s.cache.acquire = c.Acquire
 	s.cleaner = c
 	return c.start(ctx)

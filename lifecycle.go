@@ -291,11 +291,18 @@ func (c currentHandler) Handle(ctx context.Context, r slog.Record) error {
 func (c currentHandler) WithAttrs(as []slog.Attr) slog.Handler { return c.cur().WithAttrs(as) }
 func (c currentHandler) WithGroup(name string) slog.Handler    { return c.cur().WithGroup(name) }
 
+// stopper is a server that can stop gracefully or at once: an http.Server
+// or the httpLoop in front of one.
+type stopper interface {
+	Shutdown(context.Context) error
+	Close() error
+}
+
 // shutdown stops the servers within grace: they stop accepting at once and
 // requests in flight may finish. When grace runs out the remaining
 // connections are closed and shutdown still returns nil, as a stop that was
 // asked for is not a failure.
-func shutdown(log *slog.Logger, grace time.Duration, srvs ...*http.Server) {
+func shutdown(log *slog.Logger, grace time.Duration, srvs ...stopper) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var wg sync.WaitGroup

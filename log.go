@@ -82,8 +82,8 @@ var stdout io.Writer = &lockedWriter{w: os.Stdout}
 // slog handler locks only itself, and a bytes.Buffer (tests) or a pipe
 // must not see two lines at once.
 type lockedWriter struct {
-	mu sync.Mutex // guards w
-	w  io.Writer
+	lines lineBatch
+	w     io.Writer
 }
 
 // locked returns w behind a lock, unless it already is: the loggings of
@@ -95,21 +95,98 @@ func locked(w io.Writer) io.Writer {
 	return &lockedWriter{w: w}
 }
 
-func (lw *lockedWriter) Write(b []byte) (int, error) {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	return lw.w.Write(b)
+func (lw *lockedWriter) Write(b []byte) (int, error) { return lw.lines.write(b, lw.w.Write) }
+
+// lineBatch writes the lines of many goroutines with as few writes as the
+// load allows (group commit). A goroutine that finds no write going on
+// writes its line at once, and then the lines that came meanwhile, which
+// their goroutines left in the batch; so an idle log writes each line as it
+// comes and a busy one writes several lines a system call. Lines keep their
+// order. The zero value is ready; it is safe for concurrent use.
+type lineBatch struct {
+	mu      sync.Mutex // guards the fields below
+	batch   []byte     // lines waiting for the writing goroutine
+	spare   []byte
+	writing bool
+	drained sync.Cond // signalled when batch empties; L is mu
+}
+
+const (
+	lineBatchMax    = 1 << 20 // a writer with this much waiting makes the others wait
+	lineBatchRounds = 8       // batches one goroutine writes before it hands over
+)
+
+// write writes b, or leaves it to the goroutine writing now, with out.
+func (lb *lineBatch) write(b []byte, out func([]byte) (int, error)) (int, error) {
+	lb.mu.Lock()
+	if lb.drained.L == nil {
+		lb.drained.L = &lb.mu
+	}
+	for lb.writing && len(lb.batch) >= lineBatchMax {
+		lb.drained.Wait()
+	}
+	if lb.writing {
+		lb.batch = append(lb.batch, b...)
+		lb.mu.Unlock()
+		return len(b), nil
+	}
+	lb.writing = true
+	lb.mu.Unlock()
+	_, err := out(b)
+	lb.drain(out, lineBatchRounds)
+	return len(b), err
+}
+
+// drain writes what others left, for up to rounds batches, and hands the
+// rest to a new goroutine: the one serving a request must not write for
+// everyone for ever.
+func (lb *lineBatch) drain(out func([]byte) (int, error), rounds int) {
+	lb.mu.Lock()
+	for ; len(lb.batch) > 0 && rounds > 0; rounds-- {
+		next := lb.batch
+		lb.batch = lb.spare[:0]
+		lb.mu.Unlock()
+		out(next) // an error here has no caller left to tell
+		lb.mu.Lock()
+		if cap(next) <= lineBatchMax {
+			lb.spare = next[:0]
+		}
+		lb.drained.Broadcast()
+	}
+	if len(lb.batch) > 0 {
+		lb.mu.Unlock()
+		go lb.drain(out, lineBatchRounds)
+		return
+	}
+	lb.writing = false
+	lb.drained.Broadcast()
+	lb.mu.Unlock()
+}
+
+// wait returns once every line given to write is written.
+func (lb *lineBatch) wait() {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.drained.L == nil {
+		lb.drained.L = &lb.mu
+	}
+	for lb.writing {
+		lb.drained.Wait()
+	}
 }
 
 // logFile is a log file that can be reopened under the handlers that write
 // to it. It is safe for concurrent use.
 type logFile struct {
-	name string
-	mu   sync.Mutex // guards f; held while writing so a line never splits
-	f    *os.File
+	name  string
+	lines lineBatch
+	mu    sync.Mutex // guards f; held while writing so a line never splits
+	f     *os.File
 }
 
-func (lf *logFile) Write(b []byte) (int, error) {
+func (lf *logFile) Write(b []byte) (int, error) { return lf.lines.write(b, lf.writeNow) }
+
+func (lf *logFile) writeNow(b []byte) (int, error) {
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	return lf.f.Write(b)
@@ -131,8 +208,9 @@ func (lf *logFile) reopen() error {
 	return nil
 }
 
-// Close closes the file.
+// Close closes the file once its lines are written.
 func (lf *logFile) Close() error {
+	lf.lines.wait()
 	lf.mu.Lock()
 	defer lf.mu.Unlock()
 	return lf.f.Close()

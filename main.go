@@ -155,8 +155,9 @@ func serve(ctx context.Context, d *daemon, cfg *Config, src configSource, addr s
 	signal.Notify(sigs, serveSignals...)
 	defer signal.Stop(sigs)
 	srv := d.httpServer(cfg)
-	srvs := []*http.Server{srv}
-	errc := serveOn(srv, stallListener(ln, cfg.WriteTimeout.Duration))
+	loop := newHTTPLoop(stallListener(ln, cfg.WriteTimeout.Duration), srv.Handler, srv)
+	srvs := []stopper{loop, srv}
+	errc := serveOn(srv, loop.Listener())
 	var adminErrc <-chan error // nil blocks: no admin listener
 	if aln != nil {
 		admin := &http.Server{Handler: newAdminHandler(d.handler.server, d.metrics),

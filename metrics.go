@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,22 @@ type metrics struct {
 	jobs      prometheus.Gauge         // image jobs running now
 	reserved  prometheus.Gauge         // bytes of memory those jobs reserved
 	reloads   *prometheus.CounterVec   // config reloads by result
+
+	// The series of requests looked up once: a lookup by label values
+	// hashes them, which costs a cache hit more than the count itself.
+	requestSeries sync.Map // requestKey -> *requestSeries
+}
+
+type requestKey struct {
+	route, action string
+	status        int
+	cache         string
+}
+
+type requestSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+	cache    prometheus.Counter // nil without a cache outcome
 }
 
 // newMetrics registers every collector. cleaner returns the running
@@ -125,14 +142,26 @@ func (m *metrics) request(rm *routeMatch, status int, cache string, d time.Durat
 	if m == nil {
 		return
 	}
-	route, action := "none", "none"
+	k := requestKey{route: "none", action: "none", status: status, cache: cache}
 	if rm != nil {
-		route, action = rm.action.key, rm.action.kind.String()
+		k.route, k.action = rm.action.key, rm.action.kind.String()
 	}
-	m.requests.WithLabelValues(route, action, strconv.Itoa(status)).Inc()
-	m.durations.WithLabelValues(action).Observe(d.Seconds())
-	if cache != "" {
-		m.cache.WithLabelValues(cache).Inc()
+	v, ok := m.requestSeries.Load(k)
+	if !ok {
+		rs := &requestSeries{
+			count:    m.requests.WithLabelValues(k.route, k.action, strconv.Itoa(status)),
+			duration: m.durations.WithLabelValues(k.action),
+		}
+		if cache != "" {
+			rs.cache = m.cache.WithLabelValues(cache)
+		}
+		v, _ = m.requestSeries.LoadOrStore(k, rs)
+	}
+	rs := v.(*requestSeries)
+	rs.count.Inc()
+	rs.duration.Observe(d.Seconds())
+	if rs.cache != nil {
+		rs.cache.Inc()
 	}
 }
 

@@ -99,8 +99,8 @@ type router struct {
 	cfg     *Config
 	signer  *signer
 
-	mu   sync.Mutex             // guards memo
-	memo map[string]*routeMatch // recent matches, by path; read-only once stored
+	mu   sync.Mutex              // guards memo
+	memo map[memoKey]*routeMatch // recent matches, by path; read-only once stored
 }
 
 // memoSize bounds the remembered matches; a hot path skips the regexes.
@@ -247,7 +247,7 @@ func parseMethods(key string, list []string) (map[string]bool, error) {
 // renders its templates. Query strings play no part, neither in routing nor
 // in cache keys, unless the action sets cache_key_query.
 func (rt *router) match(reqPath, rawPath, rawQuery string) (*routeMatch, error) {
-	key := reqPath + "\x00" + rawPath + "\x00" + rawQuery
+	key := memoKey{reqPath, rawPath, rawQuery}
 	rt.mu.Lock()
 	m, ok := rt.memo[key]
 	rt.mu.Unlock()
@@ -262,12 +262,15 @@ func (rt *router) match(reqPath, rawPath, rawQuery string) (*routeMatch, error) 
 	return &c, nil
 }
 
+// memoKey is what a remembered match was made from.
+type memoKey struct{ path, rawPath, rawQuery string }
+
 // remember keeps m for key, dropping one remembered match when full.
-func (rt *router) remember(key string, m *routeMatch) {
+func (rt *router) remember(key memoKey, m *routeMatch) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.memo == nil {
-		rt.memo = make(map[string]*routeMatch)
+		rt.memo = make(map[memoKey]*routeMatch)
 	}
 	if len(rt.memo) >= memoSize {
 		for k := range rt.memo {

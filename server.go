@@ -4,6 +4,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -162,9 +163,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(lw, r, err)
 		return
 	}
-	s.log.Debug("route matched", "path", r.URL.Path, "route", m.action.key,
-		"groups", m.groups, "origin_path", m.originPath, "source", m.sourcePath,
-		"variant", m.variantPath)
+	if s.log.Enabled(r.Context(), slog.LevelDebug) { // spares a hit the arguments
+		s.log.Debug("route matched", "path", r.URL.Path, "route", m.action.key,
+			"groups", m.groups, "origin_path", m.originPath, "source", m.sourcePath,
+			"variant", m.variantPath)
+	}
 	if !m.action.allows(r.Method) {
 		w.Header().Set("Allow", m.action.allowHeader())
 		s.fail(lw, r, errMethod)
@@ -197,8 +200,7 @@ func (s *server) get(r *http.Request, m *routeMatch) (*result, error) {
 	// A variant keeps a copy of its source's freshness: while that holds,
 	// a hit needs neither the source's entry nor its file.
 	if ve := s.cache.lookup(m.variantPath); ve != nil && ve.Source != "" && s.isFresh(ve) {
-		return &result{file: s.cache.abs(m.variantPath), rel: m.variantPath, e: ve, fresh: ve,
-			cache: "hit", vary: m.negotiated}, nil
+		return &result{rel: m.variantPath, e: ve, fresh: ve, cache: "hit", vary: m.negotiated}, nil
 	}
 	src, err := s.source(r.Context(), m)
 	if err != nil {
@@ -346,6 +348,13 @@ func (s *server) variant(ctx context.Context, m *routeMatch, src *result) (*resu
 	return res, nil
 }
 
+// sourceGone says that the file of rel vanished under a job: the copy the
+// cache may hold of it goes too, so that it is fetched again.
+func (s *server) sourceGone(rel string) error {
+	s.cache.forget(rel)
+	return fmt.Errorf("%w: %s", errSourceGone, rel)
+}
+
 // makeVariant reads the source file, transforms it and stores the result at
 // rel. Image work waits for a slot, taken with the request's context.
 func (s *server) makeVariant(ctx context.Context, src *result, rel string,
@@ -358,7 +367,7 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 	}
 	need, err := s.jobMemory(src.file, opt)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", errSourceGone, src.rel)
+		return nil, s.sourceGone(src.rel)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
@@ -370,7 +379,7 @@ func (s *server) makeVariant(ctx context.Context, src *result, rel string,
 	defer release()
 	data, err := os.ReadFile(src.file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", errSourceGone, src.rel)
+		return nil, s.sourceGone(src.rel)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read source %s: %w", src.rel, err)
@@ -524,19 +533,22 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 			withoutListedFields(h)
 		}
 	}
-	if h.Get("Content-Type") == "" {
-		h.Set("Content-Type", e.ContentType)
+	// Direct map writes: the keys are canonical already, and a hit
+	// should not pay for canonicalising each.
+	if ct := h["Content-Type"]; len(ct) == 0 || ct[0] == "" {
+		h["Content-Type"] = []string{e.ContentType}
 	}
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["X-Content-Type-Options"] = []string{"nosniff"}
 	if e.ETag != "" && !res.placeholder {
-		h.Set("ETag", e.ETag)
+		h["Etag"] = []string{e.ETag}
 	}
 	if res.vary {
-		h.Add("Vary", "Accept")
+		h["Vary"] = append(h["Vary"], "Accept")
 	}
-	s.setExpiry(h, res)
-	h.Set("X-Response-Time", fmt.Sprintf("%.3f ms", float64(s.now().Sub(start).Microseconds())/1000))
-	modtime, _ := http.ParseTime(e.LastModified)
+	now := s.now()
+	s.setExpiry(h, res, now)
+	h["X-Response-Time"] = []string{responseTime(now.Sub(start))}
+	modtime := e.lastModified()
 
 	if s.cfg.AccelRedirect && res.rel != "" && e.Status == http.StatusOK {
 		if e.LastModified != "" {
@@ -559,7 +571,7 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 	if err != nil {
 		// The file went away between lookup and open (the cleaner); the next
 		// request fetches it again.
-		s.fail(w, r, fmt.Errorf("open %s: %w", res.file, err))
+		s.fail(w, r, fmt.Errorf("open %s: %w", cmp.Or(res.file, res.rel), err))
 		return
 	}
 	defer body.Close()
@@ -567,7 +579,63 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		writeBody(w, r, e.Status, body)
 		return
 	}
+	if res.e.body != nil && plainGet(r, h) {
+		// What ServeContent writes for a request without preconditions
+		// or ranges, without its checks: the bytes are in memory.
+		if !modtime.IsZero() && !modtime.Equal(time.Unix(0, 0)) {
+			h["Last-Modified"] = []string{e.lastModifiedText()}
+		}
+		h["Accept-Ranges"] = []string{"bytes"}
+		h["Content-Length"] = []string{strconv.Itoa(len(res.e.body))}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			writeShared(w, res.e.body)
+		}
+		return
+	}
 	http.ServeContent(w, r, "", modtime, body)
+}
+
+// plainGet reports whether r asks for the whole of an answer with header h
+// unconditionally, so that ServeContent would only copy it.
+func plainGet(r *http.Request, h http.Header) bool {
+	for _, k := range [...]string{"Range", "If-Match", "If-None-Match", "If-Modified-Since",
+		"If-Unmodified-Since"} {
+		if _, ok := r.Header[k]; ok {
+			return false
+		}
+	}
+	_, encoded := h["Content-Encoding"]
+	return !encoded
+}
+
+// httpTimes holds the last times httpTime formatted, by second: the Date
+// and the Expires of the answers of one second take a slot each.
+var httpTimes [8]atomic.Pointer[formattedTime]
+
+type formattedTime struct {
+	sec  int64
+	text string
+}
+
+// httpTime formats t in the HTTP date format. Answers in the same second
+// with the same freshness share one formatting.
+func httpTime(t time.Time) string {
+	sec := t.Unix()
+	slot := &httpTimes[sec&7]
+	if f := slot.Load(); f != nil && f.sec == sec {
+		return f.text
+	}
+	f := &formattedTime{sec: sec, text: t.UTC().Format(http.TimeFormat)}
+	slot.Store(f)
+	return f.text
+}
+
+// responseTime formats d as the X-Response-Time value, in milliseconds.
+func responseTime(d time.Duration) string {
+	b := make([]byte, 0, 16)
+	b = strconv.AppendFloat(b, float64(d.Microseconds())/1000, 'f', 3, 64)
+	return string(append(b, " ms"...))
 }
 
 // body opens what res serves: the bytes the cache holds in memory, or the
@@ -577,7 +645,7 @@ func (s *server) body(res *result) (io.ReadSeekCloser, error) {
 		return os.Open(res.file)
 	}
 	if res.e.body != nil {
-		s.cache.touched(res.rel, res.e.Size)
+		s.cache.touched(res.rel, res.e)
 		return nopCloser{bytes.NewReader(res.e.body)}, nil
 	}
 	f, release, err := s.cache.open(res.rel)
@@ -634,8 +702,7 @@ func writeBody(w http.ResponseWriter, r *http.Request, status int, body io.Reade
 // origin headers are passed through. Katana's own follow the original's
 // contract (spec 6.3): clients may keep the file for max(external_expires,
 // lifetime) from the last fetch or revalidation.
-func (s *server) setExpiry(h http.Header, res *result) {
-	now := s.now()
+func (s *server) setExpiry(h http.Header, res *result, now time.Time) {
 	if res.placeholder {
 		h.Set("Cache-Control", fmt.Sprintf("max-age=%d", int(placeholderMaxAge/time.Second)))
 		h.Set("Expires", now.Add(placeholderMaxAge).UTC().Format(http.TimeFormat))
@@ -643,7 +710,7 @@ func (s *server) setExpiry(h http.Header, res *result) {
 	}
 	e := res.fresh
 	age := e.age(now)
-	h.Set("Age", strconv.FormatInt(int64(age/time.Second), 10))
+	h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ext := s.cfg.ExternalExpires.Duration
 	if e.Header != nil && ext == 0 && !s.cfg.CacheForceExpires {
 		return
@@ -655,8 +722,8 @@ func (s *server) setExpiry(h http.Header, res *result) {
 	if ext > 0 {
 		ttl = max(ttl, ext)
 	}
-	h.Set("Cache-Control", fmt.Sprintf("max-age=%d", int64(ttl/time.Second)))
-	h.Set("Expires", now.Add(ttl-age).UTC().Format(http.TimeFormat))
+	h["Cache-Control"] = []string{"max-age=" + strconv.FormatInt(int64(ttl/time.Second), 10)}
+	h["Expires"] = []string{httpTime(now.Add(ttl - age))}
 }
 
 // notModified evaluates If-None-Match (weak comparison, lists and "*"), and
@@ -765,6 +832,24 @@ func (w *logWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// WriteShared passes a body the cache holds to a writer that sends it
+// without a copy.
+func (w *logWriter) WriteShared(p []byte) (int, error) {
+	w.wrote = true
+	n, err := writeShared(w.ResponseWriter, p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// writeShared writes p, which stays unchanged until the answer is
+// finished, without copying it when w can.
+func writeShared(w http.ResponseWriter, p []byte) (int, error) {
+	if sw, ok := w.(interface{ WriteShared([]byte) (int, error) }); ok {
+		return sw.WriteShared(p)
+	}
+	return w.Write(p)
+}
+
 // ReadFrom keeps sendfile for file bodies.
 func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
 	w.wrote = true
@@ -775,7 +860,8 @@ func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // logRequest writes one access-log line per request, its level from the status.
 func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *routeMatch, res *result) {
-	took := s.now().Sub(start)
+	end := s.now()
+	took := end.Sub(start)
 	level := slog.LevelInfo
 	switch {
 	case w.status >= 500:
@@ -783,13 +869,13 @@ func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *r
 	case w.status >= 400 && w.status != http.StatusNotFound:
 		level = slog.LevelWarn
 	}
-	attrs := []slog.Attr{
+	var buf [8]slog.Attr
+	attrs := append(buf[:0],
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", w.status),
 		slog.Int64("bytes", w.bytes),
-		slog.Duration("duration", took),
-	}
+		slog.Duration("duration", took))
 	if m != nil {
 		attrs = append(attrs, slog.String("route", m.action.key))
 	}
@@ -802,6 +888,12 @@ func (s *server) logRequest(r *http.Request, w *logWriter, start time.Time, m *r
 	if w.err != nil {
 		attrs = append(attrs, slog.String("err", w.err.Error()))
 	}
-	s.log.LogAttrs(r.Context(), level, "request", attrs...)
+	// The handler is called directly: Logger would record the caller's
+	// program counter, which the access log does not show.
+	if h := s.log.Handler(); h.Enabled(r.Context(), level) {
+		rec := slog.NewRecord(end, level, "request", 0)
+		rec.AddAttrs(attrs...)
+		h.Handle(r.Context(), rec)
+	}
 	s.metrics.request(m, w.status, cacheOutcome(res), took)
 }

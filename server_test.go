@@ -125,6 +125,13 @@ type testKatana struct {
 	s      *server
 	dir    string
 	active atomic.Int64 // requests inside the handler
+	loop   *httpLoop    // serves in front of Server, as in the daemon
+}
+
+// Close closes the connections of the loop, then the server.
+func (k *testKatana) Close() {
+	k.loop.Close()
+	k.Server.Close()
 }
 
 // defaultRoutes is the embedded default with the origin under test.
@@ -157,11 +164,15 @@ func newKatanaTOML(t *testing.T, conf string, adjust func(*Config)) *testKatana 
 		t.Fatalf("newServer: %v", err)
 	}
 	k := &testKatana{s: s, dir: dir}
-	k.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k.active.Add(1)
 		defer k.active.Add(-1)
 		s.ServeHTTP(w, r)
-	}))
+	})
+	k.Server = httptest.NewUnstartedServer(h)
+	k.loop = newHTTPLoop(k.Server.Listener, h, k.Server.Config)
+	k.Server.Listener = k.loop.Listener()
+	k.Server.Start()
 	t.Cleanup(func() { k.Close(); s.Close() })
 	return k
 }
@@ -798,8 +809,10 @@ func TestMismatchedSidecarIsAMiss(t *testing.T) {
 	k := newKatana(t, o, nil)
 	k.get(t, "/m.jpg")
 	// A crash between the data and sidecar renames leaves a pair that does
-	// not match: simulate it by replacing the data file.
+	// not match: simulate it by replacing the data file, and start again on
+	// the same cache directory.
 	os.WriteFile(filepath.Join(k.dir, "m/source.jpg"), []byte("partial"), 0o644)
+	k = newKatana(t, o, func(c *Config) { c.CacheDir = k.dir })
 	resp, body := k.get(t, "/m.jpg")
 	wantStatus(t, resp, body, http.StatusOK)
 	if !bytes.Equal(body, data) {

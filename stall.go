@@ -98,3 +98,23 @@ func (c *stallConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// writeBuffers writes bufs in one system call when they fit in a chunk,
+// under one deadline; larger ones go chunk by chunk through Write.
+func (c *stallConn) writeBuffers(bufs net.Buffers) error {
+	total := 0
+	for _, b := range bufs {
+		total += len(b)
+	}
+	if total > stallChunk {
+		for _, b := range bufs {
+			if _, err := c.Write(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	_, err := bufs.WriteTo(c.Conn)
+	return err
+}

@@ -17,6 +17,12 @@ type requestTrace struct {
 
 type traceKey struct{}
 
+// traceContext returns parent with a fresh trace, for a server that makes
+// its own requests: withTrace then has nothing to add.
+func traceContext(parent context.Context) context.Context {
+	return context.WithValue(parent, traceKey{}, &requestTrace{})
+}
+
 // withTrace returns r with a fresh trace in its context, unless it has one.
 func withTrace(r *http.Request) *http.Request {
 	if traceOf(r.Context()) != nil {
