@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
@@ -76,12 +78,69 @@ func (a *admission) acquire(ctx context.Context, need int64) (release func(), er
 	}
 	a.running.Add(1)
 	a.reserved.Add(need)
+	gcPace.jobStarted()
 	return func() {
+		gcPace.jobEnded()
 		a.reserved.Add(-need)
 		a.running.Add(-1)
 		a.cpu.Release(1)
 		a.mem.Release(need)
 	}, nil
+}
+
+// gcPace sets the collector's pacing for the whole process.
+var gcPace gcPacing
+
+// GC percents: the default while image jobs run, which make large
+// short-lived buffers; a higher one while only hits are served, whose
+// garbage is small and fast (a collection every few megabytes of it cost a
+// hit a fifth of its time). The memory limit bounds the heap either way.
+const (
+	gcPercentJobs = 100
+	gcPercentHits = 400
+)
+
+// gcPacing switches the GC percent as image jobs start and end. The zero
+// value only counts jobs; enable makes it set the percent. It is safe for
+// concurrent use.
+type gcPacing struct {
+	mu   sync.Mutex // guards the fields below; held while the percent is set
+	on   bool
+	jobs int
+}
+
+func (p *gcPacing) enable() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.on = true
+	p.setLocked()
+}
+
+func (p *gcPacing) jobStarted() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.jobs++; p.jobs == 1 {
+		p.setLocked()
+	}
+}
+
+func (p *gcPacing) jobEnded() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.jobs--; p.jobs == 0 {
+		p.setLocked()
+	}
+}
+
+func (p *gcPacing) setLocked() {
+	if !p.on {
+		return
+	}
+	if p.jobs > 0 {
+		debug.SetGCPercent(gcPercentJobs)
+	} else {
+		debug.SetGCPercent(gcPercentHits)
+	}
 }
 
 // defaultMaxMemory is a quarter of the memory this process may use: the

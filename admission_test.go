@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"testing"
 	"time"
 )
@@ -70,5 +71,29 @@ func TestJobMemoryGrowsWithTheImage(t *testing.T) {
 func TestDefaultMaxMemory(t *testing.T) {
 	if m := defaultMaxMemory(); m < 64<<20 {
 		t.Errorf("defaultMaxMemory() = %d, want at least 64 MiB", m)
+	}
+}
+
+func TestGCPacingFollowsImageJobs(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+	var p gcPacing
+	percent := func() int { v := debug.SetGCPercent(-1); debug.SetGCPercent(v); return v }
+	p.jobStarted() // before enable: counted, percent left alone
+	if got := percent(); got != 100 {
+		t.Fatalf("percent before enable = %d, want 100", got)
+	}
+	p.enable()
+	if got := percent(); got != gcPercentJobs {
+		t.Errorf("percent with a job running = %d, want %d", got, gcPercentJobs)
+	}
+	p.jobStarted()
+	p.jobEnded()
+	if got := percent(); got != gcPercentJobs {
+		t.Errorf("percent with one of two jobs ended = %d, want %d", got, gcPercentJobs)
+	}
+	p.jobEnded()
+	if got := percent(); got != gcPercentHits {
+		t.Errorf("percent with no job = %d, want %d", got, gcPercentHits)
 	}
 }

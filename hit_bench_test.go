@@ -54,7 +54,7 @@ func BenchmarkLoopHit(b *testing.B) {
 	k.s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil))
 	req := "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 	c := &benchConn{req: []byte(req)}
-	l := &httpLoop{h: k.s, conns: map[*loopConn]bool{}, gone: make(chan struct{}, 1)}
+	l := &httpLoop{h: k.s, conns: map[*loopConn]struct{}{}, gone: make(chan struct{}, 1)}
 	lc := newLoopConn(l, c)
 	b.ReportAllocs()
 	b.ResetTimer()

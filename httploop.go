@@ -54,10 +54,10 @@ type httpLoop struct {
 	errMu     sync.Mutex // guards acceptErr
 	acceptErr error
 
-	mu      sync.Mutex         // guards conns and closing
-	conns   map[*loopConn]bool // true while between requests
-	closing atomic.Bool        // set with mu held, read without too
-	gone    chan struct{}      // signalled when a connection ends
+	mu      sync.Mutex             // guards conns and closing
+	conns   map[*loopConn]struct{} // the connections being served
+	closing atomic.Bool            // set with mu held, read without too
+	gone    chan struct{}          // signalled when a connection ends
 }
 
 // newHTTPLoop starts accepting on ln, with the timeouts and the error log of
@@ -70,7 +70,7 @@ func newHTTPLoop(ln net.Listener, h http.Handler, srv *http.Server) *httpLoop {
 	l := &httpLoop{ln: ln, h: h, readHeader: srv.ReadHeaderTimeout, idle: idle,
 		errLog:  srv.ErrorLog,
 		handoff: make(chan net.Conn), done: make(chan struct{}),
-		conns: make(map[*loopConn]bool), gone: make(chan struct{}, 1)}
+		conns: make(map[*loopConn]struct{}), gone: make(chan struct{}, 1)}
 	go l.accept()
 	return l
 }
@@ -127,7 +127,7 @@ func (l *httpLoop) accept() {
 		}
 		delay = 0
 		lc := newLoopConn(l, c)
-		if !l.track(lc, true) {
+		if !l.track(lc) {
 			c.Close()
 			continue
 		}
@@ -148,15 +148,15 @@ func isTemporary(err error) bool {
 	return ok && t.Temporary()
 }
 
-// track sets the state of lc (idle between requests or not); it returns
-// false when the loop is closing and lc should end.
-func (l *httpLoop) track(lc *loopConn, idle bool) bool {
+// track adds lc to the connections served; it returns false when the loop
+// is closing and lc should end.
+func (l *httpLoop) track(lc *loopConn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closing.Load() && idle {
+	if l.closing.Load() {
 		return false
 	}
-	l.conns[lc] = idle
+	l.conns[lc] = struct{}{}
 	return true
 }
 
@@ -177,8 +177,8 @@ func (l *httpLoop) Shutdown(ctx context.Context) error {
 	l.stop(net.ErrClosed)
 	l.mu.Lock()
 	l.closing.Store(true)
-	for lc, idle := range l.conns {
-		if idle {
+	for lc := range l.conns {
+		if lc.idle.Load() {
 			lc.c.SetReadDeadline(time.Now()) // wakes the reader, which ends
 		}
 	}
@@ -215,6 +215,7 @@ func (l *httpLoop) Close() error {
 type loopConn struct {
 	l      *httpLoop
 	c      net.Conn
+	idle   atomic.Bool // between requests: Shutdown may close it
 	src    connSource
 	br     *bufio.Reader
 	remote string
@@ -248,7 +249,10 @@ func (lc *loopConn) serve() {
 		lc.l.untrack(lc)
 	}()
 	for first := true; ; first = false {
-		if !lc.l.track(lc, true) || !lc.waitRequest(first) {
+		// Idle first, then the check: Shutdown sets closing first, then
+		// looks for idle connections, so one of the two sees the other.
+		lc.idle.Store(true)
+		if lc.l.isClosing() || !lc.waitRequest(first) {
 			return
 		}
 		r, n, err := lc.readHead()
@@ -256,7 +260,8 @@ func (lc *loopConn) serve() {
 			handed = lc.handOff()
 			return
 		}
-		if err != nil || !lc.l.track(lc, false) {
+		lc.idle.Store(false)
+		if err != nil {
 			return
 		}
 		lc.br.Discard(n)

@@ -275,7 +275,7 @@ func (l *logging) handler(w io.Writer, level slog.Level) slog.Handler {
 	if l.cfg.Format == "json" {
 		return slog.NewJSONHandler(w, opt)
 	}
-	return slog.NewTextHandler(w, opt)
+	return newTextHandler(w, level)
 }
 
 // fanout sends each record to several handlers.

@@ -150,6 +150,9 @@ func serve(ctx context.Context, d *daemon, cfg *Config, src configSource, addr s
 		// runtime cannot count (code, stacks, the WebP codec's compiled code).
 		debug.SetMemoryLimit(cfg.memoryBudget() / 100 * 85)
 	}
+	if os.Getenv("GOGC") == "" {
+		gcPace.enable()
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, serveSignals...)

@@ -533,21 +533,22 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 			withoutListedFields(h)
 		}
 	}
-	// Direct map writes: the keys are canonical already, and a hit
-	// should not pay for canonicalising each.
+	// Direct map writes with values from one allocation: the keys are
+	// canonical already, and a hit should not pay for more.
+	fv := make(fieldValues, 0, 12)
 	if ct := h["Content-Type"]; len(ct) == 0 || ct[0] == "" {
-		h["Content-Type"] = []string{e.ContentType}
+		h["Content-Type"] = fv.one(e.ContentType)
 	}
-	h["X-Content-Type-Options"] = []string{"nosniff"}
+	h["X-Content-Type-Options"] = fv.one("nosniff")
 	if e.ETag != "" && !res.placeholder {
-		h["Etag"] = []string{e.ETag}
+		h["Etag"] = fv.one(e.ETag)
 	}
 	if res.vary {
 		h["Vary"] = append(h["Vary"], "Accept")
 	}
 	now := s.now()
-	s.setExpiry(h, res, now)
-	h["X-Response-Time"] = []string{responseTime(now.Sub(start))}
+	s.setExpiry(h, res, now, &fv)
+	h["X-Response-Time"] = fv.one(responseTime(now.Sub(start)))
 	modtime := e.lastModified()
 
 	if s.cfg.AccelRedirect && res.rel != "" && e.Status == http.StatusOK {
@@ -583,10 +584,10 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		// What ServeContent writes for a request without preconditions
 		// or ranges, without its checks: the bytes are in memory.
 		if !modtime.IsZero() && !modtime.Equal(time.Unix(0, 0)) {
-			h["Last-Modified"] = []string{e.lastModifiedText()}
+			h["Last-Modified"] = fv.one(e.lastModifiedText())
 		}
-		h["Accept-Ranges"] = []string{"bytes"}
-		h["Content-Length"] = []string{strconv.Itoa(len(res.e.body))}
+		h["Accept-Ranges"] = fv.one("bytes")
+		h["Content-Length"] = fv.one(strconv.Itoa(len(res.e.body)))
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			writeShared(w, res.e.body)
@@ -611,10 +612,11 @@ func plainGet(r *http.Request, h http.Header) bool {
 
 // httpTimes holds the last times httpTime formatted, by second: the Date
 // and the Expires of the answers of one second take a slot each.
-var httpTimes [8]atomic.Pointer[formattedTime]
+var httpTimes [8]atomic.Pointer[cachedText]
 
-type formattedTime struct {
-	sec  int64
+// cachedText is a string made from a number, kept for reuse.
+type cachedText struct {
+	key  int64
 	text string
 }
 
@@ -623,10 +625,10 @@ type formattedTime struct {
 func httpTime(t time.Time) string {
 	sec := t.Unix()
 	slot := &httpTimes[sec&7]
-	if f := slot.Load(); f != nil && f.sec == sec {
+	if f := slot.Load(); f != nil && f.key == sec {
 		return f.text
 	}
-	f := &formattedTime{sec: sec, text: t.UTC().Format(http.TimeFormat)}
+	f := &cachedText{key: sec, text: t.UTC().Format(http.TimeFormat)}
 	slot.Store(f)
 	return f.text
 }
@@ -702,7 +704,7 @@ func writeBody(w http.ResponseWriter, r *http.Request, status int, body io.Reade
 // origin headers are passed through. Katana's own follow the original's
 // contract (spec 6.3): clients may keep the file for max(external_expires,
 // lifetime) from the last fetch or revalidation.
-func (s *server) setExpiry(h http.Header, res *result, now time.Time) {
+func (s *server) setExpiry(h http.Header, res *result, now time.Time, fv *fieldValues) {
 	if res.placeholder {
 		h.Set("Cache-Control", fmt.Sprintf("max-age=%d", int(placeholderMaxAge/time.Second)))
 		h.Set("Expires", now.Add(placeholderMaxAge).UTC().Format(http.TimeFormat))
@@ -710,7 +712,7 @@ func (s *server) setExpiry(h http.Header, res *result, now time.Time) {
 	}
 	e := res.fresh
 	age := e.age(now)
-	h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+	h["Age"] = fv.one(strconv.FormatInt(int64(age/time.Second), 10))
 	ext := s.cfg.ExternalExpires.Duration
 	if e.Header != nil && ext == 0 && !s.cfg.CacheForceExpires {
 		return
@@ -722,8 +724,35 @@ func (s *server) setExpiry(h http.Header, res *result, now time.Time) {
 	if ext > 0 {
 		ttl = max(ttl, ext)
 	}
-	h["Cache-Control"] = []string{"max-age=" + strconv.FormatInt(int64(ttl/time.Second), 10)}
-	h["Expires"] = []string{httpTime(now.Add(ttl - age))}
+	h["Cache-Control"] = fv.one(maxAge(int64(ttl / time.Second)))
+	h["Expires"] = fv.one(httpTime(now.Add(ttl - age)))
+}
+
+// fieldValues hands out the one-value slices of header fields from one
+// allocation: an answer sets about ten.
+type fieldValues []string
+
+func (fv *fieldValues) one(v string) []string {
+	if len(*fv) == cap(*fv) {
+		*fv = make(fieldValues, 0, 8)
+	}
+	*fv = append(*fv, v)
+	n := len(*fv)
+	return (*fv)[n-1 : n : n] // a full slice: an append elsewhere copies
+}
+
+// maxAges holds recent Cache-Control values by their number of seconds.
+var maxAges [8]atomic.Pointer[cachedText]
+
+// maxAge returns "max-age=sec", made once for the lifetimes in use.
+func maxAge(sec int64) string {
+	slot := &maxAges[sec&7]
+	if f := slot.Load(); f != nil && f.key == sec {
+		return f.text
+	}
+	f := &cachedText{key: sec, text: "max-age=" + strconv.FormatInt(sec, 10)}
+	slot.Store(f)
+	return f.text
 }
 
 // notModified evaluates If-None-Match (weak comparison, lists and "*"), and

@@ -159,7 +159,7 @@ func newKatanaTOML(t *testing.T, conf string, adjust func(*Config)) *testKatana 
 	if err != nil {
 		t.Fatalf("parseConfig: %v", err)
 	}
-	s, err := newServer(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := newServer(cfg, slog.New(newTextHandler(io.Discard, slog.LevelInfo)))
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}
