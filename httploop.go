@@ -221,6 +221,7 @@ type loopConn struct {
 	remote string
 	ctx    context.Context // ends when the client is gone or the loop closes
 	cancel context.CancelFunc
+	endReq context.CancelFunc // ends the context of the request being served
 	w      loopWriter
 	watch  watcher
 }
@@ -318,6 +319,7 @@ func (lc *loopConn) answer(r *http.Request) bool {
 	w.reset(r)
 	lc.watch.arm()
 	lc.l.h.ServeHTTP(w, r)
+	lc.endReq()
 	gone := lc.watch.disarm()
 	ok := w.finish() == nil
 	return ok && !gone && !w.closeAfter
@@ -382,7 +384,11 @@ func (lc *loopConn) parseHead(b []byte) (*http.Request, error) {
 	r := &http.Request{Method: method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: http.NoBody, Host: host, RemoteAddr: lc.remote,
 		RequestURI: target, Close: closeAfter}
-	return r.WithContext(traceContext(lc.ctx)), nil
+	// As with net/http, the context ends with the connection or when
+	// ServeHTTP returns.
+	ctx, end := context.WithCancel(traceContext(lc.ctx))
+	lc.endReq = end
+	return r.WithContext(ctx), nil
 }
 
 // splitRequestLine splits a GET or HEAD request line of HTTP/1.1.
