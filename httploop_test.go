@@ -1019,24 +1019,73 @@ func FuzzLoopHead(f *testing.F) {
 		"GET http://t/ HTTP/1.1\r\nHost: t\r\n\r\n",
 		"GET / HTTP/1.1\nHost: t\n\n",
 		"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\n",
+		"GET /a;b,c?x=%zz HTTP/1.1\r\nHost:t\r\nX:\r\nX-Y_z: \t1\t\r\n\r\n",
+		"HEAD / HTTP/1.1\r\nHost: a_b:\r\nConnection: keep-alive, Close\r\nPragma: no\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
 	ref := newPipeServer(f)
-	f.Fuzz(func(t *testing.T, in []byte) {
-		got, n := loopParse(in)
-		if got == nil {
-			return // net/http's to judge
+	f.Fuzz(func(t *testing.T, in []byte) { diffHead(t, ref, in) })
+}
+
+// diffHead fails unless a head the loop takes from in is read alike by
+// http.ReadRequest and answered by net/http's server as the loop reads it.
+// It reports whether the loop took a head.
+func diffHead(t *testing.T, ref *pipeServer, in []byte) bool {
+	t.Helper()
+	got, n := loopParse(in)
+	if got == nil {
+		return false // net/http's to judge
+	}
+	head := in[:n]
+	want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+	if err != nil {
+		t.Fatalf("loop took %q; http.ReadRequest: %v", head, err)
+	}
+	delete(want.Header, "Host") // net/http's server keeps it in Host only
+	compareRequests(t, head, seenOf(got), seenOf(want))
+	compareRequests(t, head, seenOf(got), ref.see(t, head))
+	return true
+}
+
+// TestLoopHeadMatrix runs diffHead over every combination of request
+// targets, Host values and one more field line, the near misses included:
+// a denser search of what the loop takes than the fuzzer's.
+func TestLoopHeadMatrix(t *testing.T) {
+	targets := []string{"/", "/a/b.jpg", "/a?x=1&y=%20", "/?", "/%41%2f%zz", "/a;b,c", "//x/../y",
+		"/~!$&'()*+,;=:@", "/%zz", "/a?%zz", "/a b", "/\x7f", "/\xc3\xa9", "/a#f", "*",
+		"http://h/x", "", "/a\tb"}
+	hosts := []string{"Host: t", "host:t", "HOST: [::1]:80", "Host: ", "Host: t u", "Host: %zz",
+		"Host: a_b", "Host: t:", "Host: \xc3\xa9", "Host: t\t", "Host : t", ""}
+	extras := []string{"", "X: a", "x-y: \tb\t", "ACCEPT: */*", "X:", "X: \x80\xff",
+		"X: a\x00b", "X: a\x7fb", "X: a\rb", "X : a", " X: a", "X\t: a", "X-\xc3\x84: a",
+		": a", "X", "Connection: close", "Connection: keep-alive, Close", "Connection: upgrade",
+		"Content-Length: 0", "Content-Length: 00", "Content-Length: 1", "Content-Length: +0",
+		"Transfer-Encoding: identity", "Expect: 100-continue", "Upgrade: h2c", "Pragma: no-cache",
+		"Host: u", "Host: t", "Cookie: a=b; c=d", "X: a\r\n b", "X: \"q\"", "X_Y: 1"}
+	ref := newPipeServer(t)
+	took := 0
+	for _, target := range targets {
+		for _, method := range []string{"GET", "HEAD"} {
+			for _, host := range hosts {
+				for _, extra := range extras {
+					head := method + " " + target + " HTTP/1.1\r\n"
+					for _, line := range []string{host, extra} {
+						if line != "" {
+							head += line + "\r\n"
+						}
+					}
+					if diffHead(t, ref, []byte(head+"\r\n")) {
+						took++
+					}
+				}
+			}
 		}
-		head := in[:n]
-		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
-		if err != nil {
-			t.Fatalf("loop took %q; http.ReadRequest: %v", head, err)
-		}
-		delete(want.Header, "Host") // net/http's server keeps it in Host only
-		compareRequests(t, head, seenOf(got), seenOf(want))
-		compareRequests(t, head, seenOf(got), ref.see(t, head))
-	})
+	}
+	if took == 0 {
+		t.Fatalf("the loop took none of the heads")
+	}
+	t.Logf("the loop took %d heads of %d", took, len(targets)*2*len(hosts)*len(extras))
 }
 
 // loopParse runs the loop's head reading over in, as serve does, and
