@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -445,8 +446,8 @@ func parseHeader(lines string) (h http.Header, host string, closeAfter bool, err
 			host = v
 			continue // net/http keeps it in Request.Host only
 		case "Content-Length":
-			if v != "0" {
-				return nil, "", false, errHandoff
+			if v != "0" || len(h[key]) > 0 {
+				return nil, "", false, errHandoff // a body, or two lengths
 			}
 		case "Transfer-Encoding", "Expect", "Upgrade":
 			return nil, "", false, errHandoff
@@ -563,6 +564,15 @@ func (c *handedConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
+}
+
+// CloseWrite lets net/http half-close the connection after an error
+// answer, as with the connection it wraps.
+func (c *handedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // ReadFrom keeps sendfile for net/http's file answers.
@@ -693,7 +703,7 @@ func (w *loopWriter) WriteHeader(code int) {
 			delete(h, "Content-Length")
 		}
 	}
-	if c := h["Connection"]; len(c) > 0 && c[0] == "close" || w.lc.l.isClosing() {
+	if hasToken(h["Connection"], "close") || w.lc.l.isClosing() {
 		w.closeAfter = true
 	}
 	w.out = appendHead(w.out, code, h, w.closeAfter)
@@ -787,7 +797,15 @@ func (w *loopWriter) ReadFrom(src io.Reader) (int64, error) {
 		if w.flush(); w.err != nil {
 			return 0, w.err
 		}
-		n, err := rf.ReadFrom(src)
+		// No more than the declared length, in the one-level shape
+		// sendfile recognises.
+		lr, ok := src.(*io.LimitedReader)
+		if !ok {
+			lr = &io.LimitedReader{R: src, N: math.MaxInt64}
+		}
+		capped := &io.LimitedReader{R: lr.R, N: min(lr.N, w.declared-w.written)}
+		n, err := rf.ReadFrom(capped)
+		lr.N -= n
 		w.written += n
 		if err != nil {
 			w.err = err
@@ -906,8 +924,8 @@ func appendHead(b []byte, code int, h http.Header, closeAfter bool) []byte {
 	b = append(b, http.StatusText(code)...)
 	b = append(b, "\r\n"...)
 	for k, vs := range h {
-		if k == "Connection" {
-			continue
+		if k == "Connection" || !validFieldName(k) {
+			continue // a name that is no token would end the field early, as net/http knows
 		}
 		for _, v := range vs {
 			b = append(b, k...)
@@ -925,6 +943,19 @@ func appendHead(b []byte, code int, h http.Header, closeAfter bool) []byte {
 		b = append(b, "Connection: close\r\n"...)
 	}
 	return b
+}
+
+// hasToken reports whether one of the comma-separated lists vs holds tok,
+// in any case.
+func hasToken(vs []string, tok string) bool {
+	for _, v := range vs {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.Trim(t, " \t"), tok) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // appendFieldValue appends v with line breaks turned to spaces, as net/http
