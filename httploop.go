@@ -22,6 +22,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -228,7 +229,10 @@ type loopConn struct {
 }
 
 func newLoopConn(l *httpLoop, c net.Conn) *loopConn {
-	lc := &loopConn{l: l, c: c, remote: c.RemoteAddr().String()}
+	lc := &loopConn{l: l, c: c}
+	if a := c.RemoteAddr(); a != nil {
+		lc.remote = a.String()
+	}
 	lc.src.c = c
 	lc.br = bufio.NewReaderSize(&lc.src, loopReadBuffer)
 	lc.ctx, lc.cancel = context.WithCancel(context.Background())
@@ -242,7 +246,7 @@ func (lc *loopConn) serve() {
 	handed := false
 	defer func() {
 		if p := recover(); p != nil && p != http.ErrAbortHandler {
-			lc.l.logf("http: panic serving %s: %v", lc.remote, p)
+			lc.l.logf("http: panic serving %s: %v\n%s", lc.remote, p, debug.Stack())
 		}
 		lc.cancel()
 		if !handed {
@@ -258,11 +262,11 @@ func (lc *loopConn) serve() {
 			return
 		}
 		r, n, err := lc.readHead()
+		lc.idle.Store(false) // busy now, or net/http's: Shutdown leaves it alone
 		if errors.Is(err, errHandoff) {
 			handed = lc.handOff()
 			return
 		}
-		lc.idle.Store(false)
 		if err != nil {
 			return
 		}
@@ -323,6 +327,7 @@ func (lc *loopConn) answer(r *http.Request) bool {
 	lc.endReq()
 	gone := lc.watch.disarm()
 	ok := w.finish() == nil
+	w.release()
 	return ok && !gone && !w.closeAfter
 }
 
@@ -600,9 +605,9 @@ func (wt *watcher) arm() {
 	wt.mu.Lock()
 	wt.over, wt.done = false, nil
 	wt.mu.Unlock()
-	if wt.lc.br.Buffered() > 0 {
-		return // the next request is here already; nothing to watch
-	}
+	// Even with the next request buffered already: a client that sends
+	// two and goes away is noticed, as net/http notices it. The byte the
+	// watch reads comes after those buffered.
 	if wt.timer == nil {
 		wt.timer = time.AfterFunc(watchAfter, wt.start)
 		return
@@ -681,10 +686,24 @@ func (w *loopWriter) reset(r *http.Request) {
 		w.header = make(http.Header, 16)
 	}
 	clear(w.header)
-	*w = loopWriter{lc: w.lc, r: r, header: w.header, shared: nil,
+	*w = loopWriter{lc: w.lc, r: r, header: w.header,
 		out: w.out[:0], body: w.body[:0], declared: -1, closeAfter: r.Close}
-	if cap(w.out) > 4*loopFlushAt {
-		w.out = nil // keep no large buffer after a large answer
+}
+
+// keptBuffer is the most buffer an idle connection keeps: enough for the
+// head of an answer, whose body goes out from where the cache holds it.
+const keptBuffer = 16 << 10
+
+// release lets go of what the answer held, and of large buffers: a
+// connection may then wait idle for minutes.
+func (w *loopWriter) release() {
+	w.r, w.shared = nil, nil
+	clear(w.header)
+	if cap(w.out) > keptBuffer {
+		w.out = nil
+	}
+	if cap(w.body) > keptBuffer {
+		w.body = nil
 	}
 }
 

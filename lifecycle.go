@@ -262,6 +262,11 @@ func (d *daemon) httpServer(cfg *Config) *http.Server {
 		Handler:           &d.handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.Duration,
 		IdleTimeout:       cfg.IdleTimeout.Duration,
+		// A request body must come within the time its origin is given
+		// to answer it: net/http would otherwise wait for the rest of a
+		// short body for ever (before a 405, say). The loop takes no
+		// bodies.
+		ReadTimeout: cfg.ReadHeaderTimeout.Duration + cfg.OriginFetchTimeout.Duration,
 		// WriteTimeout stays off: it bounds the whole answer, which would
 		// cut a large file to a slow client. write_timeout is enforced per
 		// write instead, by stallListener.
