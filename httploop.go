@@ -726,7 +726,9 @@ func (w *loopWriter) WriteHeader(code int) {
 		w.closeAfter = true
 	}
 	w.out = appendHead(w.out, code, h, w.closeAfter)
-	w.open = w.bodyAllowed() && w.r.Method != http.MethodHead && w.declared < 0
+	// Without a length, the head waits: the body, or for HEAD the count of
+	// what the handler wrote, gives it one.
+	w.open = w.bodyAllowed() && w.declared < 0
 	if !w.open {
 		w.out = append(w.out, "\r\n"...)
 	}
@@ -744,7 +746,8 @@ func (w *loopWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	if w.r.Method == http.MethodHead {
-		return len(p), nil // the body of a HEAD answer is not sent
+		w.written += int64(len(p)) // counted, as net/http counts it, and not sent
+		return len(p), nil
 	}
 	w.written += int64(len(p))
 	if w.open {
@@ -915,6 +918,13 @@ func (w *loopWriter) finish() error {
 		w.WriteHeader(http.StatusOK)
 	}
 	switch {
+	case w.open && w.r.Method == http.MethodHead:
+		if w.written > 0 { // what a GET would have sent
+			w.out = append(w.out, "Content-Length: "...)
+			w.out = strconv.AppendInt(w.out, w.written, 10)
+			w.out = append(w.out, "\r\n"...)
+		}
+		w.out = append(w.out, "\r\n"...)
 	case w.open:
 		w.out = append(w.out, "Content-Length: "...)
 		w.out = strconv.AppendInt(w.out, int64(len(w.body)), 10)

@@ -405,6 +405,30 @@ func TestLoopHEADUnknownLength(t *testing.T) {
 	}
 }
 
+// TestLoopHEADLengthAsGET checks that HEAD of an answer written without a
+// length carries the Content-Length a GET gets, as net/http counts it:
+// Katana's error answers are written so.
+func TestLoopHEADLengthAsGET(t *testing.T) {
+	for _, n := range []int{10, 3000} {
+		ls := startLoop(t, http.HandlerFunc(sized), nil)
+		cl := dialLoop(t, ls.addr)
+		path := fmt.Sprintf("/sized?n=%d", n)
+		cl.send("GET " + path + " HTTP/1.1\r\nHost: t\r\n\r\n")
+		get, body := cl.read(http.MethodGet)
+		cl.send("HEAD " + path + " HTTP/1.1\r\nHost: t\r\n\r\n")
+		head, hbody := cl.read(http.MethodHead)
+		wantVia(t, head, "loop")
+		if len(body) != n || get.ContentLength != int64(n) {
+			t.Fatalf("GET %s = %d bytes, Content-Length %d; want %d", path, len(body),
+				get.ContentLength, n)
+		}
+		if head.Header.Get("Content-Length") != strconv.Itoa(n) || hbody != "" {
+			t.Errorf("HEAD %s: Content-Length %q, body %q; want %d and none", path,
+				head.Header.Get("Content-Length"), hbody, n)
+		}
+	}
+}
+
 // TestLoopFileBody serves a photo from an os.File with http.ServeContent,
 // whole and as a range (sendfile through the stall connection), to
 // http.Client over one kept connection.

@@ -858,7 +858,16 @@ func (w *logWriter) Write(b []byte) (int, error) {
 	w.wrote = true
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
+	w.noteWriteError(err)
 	return n, err
+}
+
+// noteWriteError keeps the first error of writing the answer (a client cut
+// by write_timeout, a reset) for the access log.
+func (w *logWriter) noteWriteError(err error) {
+	if err != nil && w.err == nil && !errors.Is(err, http.ErrBodyNotAllowed) {
+		w.err = fmt.Errorf("writing the answer: %w", err)
+	}
 }
 
 // WriteShared passes a body the cache holds to a writer that sends it
@@ -867,6 +876,7 @@ func (w *logWriter) WriteShared(p []byte) (int, error) {
 	w.wrote = true
 	n, err := writeShared(w.ResponseWriter, p)
 	w.bytes += int64(n)
+	w.noteWriteError(err)
 	return n, err
 }
 
@@ -884,6 +894,7 @@ func (w *logWriter) ReadFrom(r io.Reader) (int64, error) {
 	w.wrote = true
 	n, err := io.Copy(w.ResponseWriter, r)
 	w.bytes += n
+	w.noteWriteError(err)
 	return n, err
 }
 

@@ -90,7 +90,7 @@ rss_reset() { [[ -w /proc/$1/clear_refs ]] && echo 5 >"/proc/$1/clear_refs" 2>/d
 rss_peak() { awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
 nginx_rss() {
   local total=0
-  for p in $(pgrep -f "nginx: worker process" || true) "$nginx_pid"; do
+  for p in $(pgrep -P "$nginx_pid" || true) "$nginx_pid"; do # this nginx's workers only
     total=$((total + $(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
   done
   echo "$((total / 1024)) MiB"
