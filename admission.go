@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,22 +92,27 @@ func (a *admission) acquire(ctx context.Context, need int64) (release func(), er
 // gcPace sets the collector's pacing for the whole process.
 var gcPace gcPacing
 
-// GC percents: the default while image jobs run, which make large
-// short-lived buffers; a higher one while only hits are served, whose
-// garbage is small and fast (a collection every few megabytes of it cost a
-// hit a fifth of its time). The memory limit bounds the heap either way.
+// GC pacing: the default percent while image jobs run, which make large
+// short-lived buffers; while only hits are served, whose garbage is small
+// and fast (a collection every few megabytes of it cost a hit a fifth of
+// its time), up to gcPercentHits, as long as the heap may then grow by no
+// more than gcHitsHeadroom over what is live. The memory limit bounds the
+// heap either way.
 const (
-	gcPercentJobs = 100
-	gcPercentHits = 400
+	gcPercentJobs  = 100
+	gcPercentHits  = 400
+	gcHitsHeadroom = 64 << 20
 )
 
-// gcPacing switches the GC percent as image jobs start and end. The zero
-// value only counts jobs; enable makes it set the percent. It is safe for
-// concurrent use.
+// gcPacing switches the GC percent as image jobs start and end, and as the
+// live heap changes (tune). The zero value only counts jobs; enable makes it
+// set the percent. It is safe for concurrent use.
 type gcPacing struct {
-	mu   sync.Mutex // guards the fields below; held while the percent is set
-	on   bool
-	jobs int
+	mu      sync.Mutex // guards the fields below; held while the percent is set
+	on      bool
+	jobs    int
+	percent int                // last set; 0 before
+	live    []rtmetrics.Sample // the live heap, read in setLocked
 }
 
 func (p *gcPacing) enable() {
@@ -132,15 +138,46 @@ func (p *gcPacing) jobEnded() {
 	}
 }
 
+// tune sets the percent again from the live heap, which the last
+// collections measured; the daemon calls it every second.
+func (p *gcPacing) tune() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.setLocked()
+}
+
 func (p *gcPacing) setLocked() {
 	if !p.on {
 		return
 	}
-	if p.jobs > 0 {
-		debug.SetGCPercent(gcPercentJobs)
-	} else {
-		debug.SetGCPercent(gcPercentHits)
+	percent := gcPercentJobs
+	if p.jobs == 0 {
+		percent = hitsPercent(p.liveHeap())
 	}
+	if percent != p.percent {
+		debug.SetGCPercent(percent)
+		p.percent = percent
+	}
+}
+
+// hitsPercent is the GC percent for hits over a live heap of live bytes.
+func hitsPercent(live uint64) int {
+	if live == 0 {
+		return gcPercentJobs
+	}
+	return int(min(max(100*gcHitsHeadroom/live, gcPercentJobs), gcPercentHits))
+}
+
+// liveHeap returns the heap the last collection found live, in bytes.
+func (p *gcPacing) liveHeap() uint64 {
+	if p.live == nil {
+		p.live = []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	}
+	rtmetrics.Read(p.live)
+	if p.live[0].Value.Kind() != rtmetrics.KindUint64 {
+		return 0
+	}
+	return p.live[0].Value.Uint64()
 }
 
 // defaultMaxMemory is a quarter of the memory this process may use: the

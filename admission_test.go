@@ -93,7 +93,25 @@ func TestGCPacingFollowsImageJobs(t *testing.T) {
 		t.Errorf("percent with one of two jobs ended = %d, want %d", got, gcPercentJobs)
 	}
 	p.jobEnded()
-	if got := percent(); got != gcPercentHits {
-		t.Errorf("percent with no job = %d, want %d", got, gcPercentHits)
+	if got, want := percent(), hitsPercent(p.liveHeap()); got != want {
+		t.Errorf("percent with no job = %d, want %d", got, want)
+	}
+}
+
+func TestHitsPercentBoundsTheHeadroom(t *testing.T) {
+	for _, tt := range []struct {
+		live uint64
+		want int
+	}{
+		{0, gcPercentJobs},
+		{1 << 20, gcPercentHits},
+		{16 << 20, 400},
+		{32 << 20, 200},
+		{64 << 20, 100},
+		{1 << 30, gcPercentJobs},
+	} {
+		if got := hitsPercent(tt.live); got != tt.want {
+			t.Errorf("hitsPercent(%d MiB) = %d, want %d", tt.live>>20, got, tt.want)
+		}
 	}
 }

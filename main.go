@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -152,6 +153,18 @@ func serve(ctx context.Context, d *daemon, cfg *Config, src configSource, addr s
 	}
 	if os.Getenv("GOGC") == "" {
 		gcPace.enable()
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					gcPace.tune()
+				}
+			}
+		}()
 	}
 
 	sigs := make(chan os.Signal, 4)
