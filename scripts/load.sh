@@ -6,6 +6,7 @@
 #   request, so every request decodes, resizes and encodes), hits on a
 #   source, hits on a variant, nginx serving the same variant file, and the
 #   plain pipeline (image/jpeg + x/image/draw ApproxBiLinear + image/jpeg).
+# CPU/req is the server's CPU time (user and system) per request.
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light).
 #
 #   scripts/load.sh                 DURATION=10s CONCURRENCY=8 by default
@@ -96,14 +97,26 @@ nginx_rss() {
   echo "$((total / 1024)) MiB"
 }
 
+# cpu_ticks prints the CPU time (user + system, in clock ticks) of pid and
+# its children processes (nginx's workers).
+cpu_ticks() {
+  local total=0
+  for p in $(pgrep -P "$1" || true) "$1"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
 declare -A rps
 run() { # name pid url [lua]
   local name=$1 pid=$2 url=$3 script=${4:-}
   local args=(-t2 "-c$conc" "-d$dur" --latency --timeout 10s)
   [[ -n $script ]] && args+=(-s "$script")
   rss_reset "$pid"
-  local out
+  local out ticks
+  ticks=$(cpu_ticks "$pid")
   out=$(wrk "${args[@]}" "$url")
+  ticks=$(($(cpu_ticks "$pid") - ticks))
   local r p50 p99 rss
   r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -112,7 +125,13 @@ run() { # name pid url [lua]
   local errs
   errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
   rps[$name]=$r
-  printf "%-28s %10s req/s   p50 %9s   p99 %9s   peak RSS %8s  %s\n" "$name" "$r" "$p50" "$p99" "$rss" "$errs"
+  local n cpu
+  n=$(awk '/requests in/ {print $1}' <<<"$out")
+  cpu=$(awk -v t="$ticks" -v n="$n" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { us = n > 0 ? t / hz * 1e6 / n : -1
+             if (us < 0) print "-"; else if (us < 1000) printf "%.0f us", us; else printf "%.1f ms", us / 1000 }')
+  printf "%-28s %10s req/s   p50 %9s   p99 %9s   peak RSS %8s   CPU/req %8s  %s\n" \
+    "$name" "$r" "$p50" "$p99" "$rss" "$cpu" "$errs"
 }
 
 k=http://127.0.0.1:18101
