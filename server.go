@@ -594,7 +594,27 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		}
 		return
 	}
-	http.ServeContent(w, r, "", modtime, body)
+	http.ServeContent(contentWriter{w}, r, "", modtime, body)
+}
+
+// contentWriter is w for ServeContent, which drops Cache-Control, ETag and
+// Last-Modified from its error answers (416) but not the other fields
+// Katana set for the file: Expires and Age go too, so that no cache keeps
+// the error for the file's lifetime.
+type contentWriter struct{ http.ResponseWriter }
+
+func (w contentWriter) WriteHeader(code int) {
+	if code >= http.StatusBadRequest {
+		h := w.Header()
+		h.Del("Expires")
+		h.Del("Age")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// ReadFrom keeps sendfile for file bodies.
+func (w contentWriter) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(w.ResponseWriter, r)
 }
 
 // plainGet reports whether r asks for the whole of an answer with header h

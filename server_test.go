@@ -656,6 +656,15 @@ func TestHeadAndRange(t *testing.T) {
 	if got, want := resp.Header.Get("Content-Range"), fmt.Sprintf("bytes 10-19/%d", len(data)); got != want {
 		t.Errorf("Content-Range = %q, want %q", got, want)
 	}
+	// A range past the end is an error, which keeps none of the file's
+	// freshness: no cache may hold the 416 for the file's lifetime.
+	resp, body = k.get(t, "/r.jpg", "Range", "bytes=999999-")
+	wantStatus(t, resp, body, http.StatusRequestedRangeNotSatisfiable)
+	for _, f := range []string{"Expires", "Age", "Cache-Control", "Etag"} {
+		if v := resp.Header.Get(f); v != "" {
+			t.Errorf("416 %s = %q, want none", f, v)
+		}
+	}
 }
 
 func TestCorruptOriginImage(t *testing.T) {
