@@ -64,9 +64,15 @@ func (w *loopWriter) release() {
 
 func (w *loopWriter) Header() http.Header { return w.header }
 
+// WriteHeader starts the answer. Unlike net/http's, it does not sniff a
+// missing Content-Type (Katana's handler always sets one).
+//
+// TODO: informational answers (1xx, such as 103 Early Hints) are dropped:
+// Katana sends none. Sending one needs its head written at once, before
+// the final one; do that when the handler starts to send hints.
 func (w *loopWriter) WriteHeader(code int) {
 	if w.wrote || code < 200 {
-		return // informational answers are not sent; a second header is ignored
+		return // a second header is ignored, as net/http ignores it
 	}
 	w.wrote, w.status = true, code
 	h := w.header
