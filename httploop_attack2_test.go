@@ -100,7 +100,7 @@ func TestAttack2LineBatchKeepsLines(t *testing.T) {
 	done := make(chan struct{})
 	go func() { add(line("l0", 10)); close(done) }()
 	o.step(t, func() { add(line("l1", 10)) }) // l1 waits in the batch
-	o.step(t, nil)                           // the batch of l1 goes; its array is the spare
+	o.step(t, nil)                            // the batch of l1 goes; its array is the spare
 	<-done
 
 	done = make(chan struct{})
