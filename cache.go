@@ -173,6 +173,10 @@ func (t *metaTable) get(rel string) (metaItem, bool) {
 func (t *metaTable) put(rel string, e *entry, body []byte) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.putLocked(rel, e, body)
+}
+
+func (t *metaTable) putLocked(rel string, e *entry, body []byte) {
 	if t.m == nil {
 		t.m = make(map[string]metaItem)
 	}
@@ -193,6 +197,16 @@ func (t *metaTable) put(rel string, e *entry, body []byte) {
 	it.e.modFrom, it.e.modTime = it.e.LastModified, it.e.lastModified()
 	it.e.modText = it.e.modTime.UTC().Format(http.TimeFormat)
 	t.m[rel] = it
+}
+
+// putIfSame stores body with e for rel if the table still holds e's
+// version of the file (same size and modification time).
+func (t *metaTable) putIfSame(rel string, e *entry, body []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if it, ok := t.m[rel]; ok && it.e.Size == e.Size && it.e.ModTime == e.ModTime {
+		t.putLocked(rel, e, body)
+	}
 }
 
 func (t *metaTable) drop(rel string) {
@@ -244,9 +258,11 @@ func (c *diskCache) lookup(rel string) *entry {
 }
 
 // hold keeps the body of a small file in memory for the next hits.
+// It does nothing when the entry was dropped or replaced since e was looked
+// up (a purge, an eviction, a new version): the bytes would be stale.
 func (c *diskCache) hold(rel string, e *entry, body []byte) {
 	if int64(len(body)) == e.Size && e.Size <= hotFileMax {
-		c.metas.put(rel, e, body)
+		c.metas.putIfSame(rel, e, body)
 	}
 }
 
@@ -413,11 +429,12 @@ func (p *pending) Commit(e *entry) (*entry, error) {
 func (c *diskCache) forget(rel string) { c.metas.drop(rel) }
 
 // remove deletes the entry at rel: data first, then its sidecar.
+// The files go first, so that no lookup in between reads them back.
 func (c *diskCache) remove(rel string) {
-	c.metas.drop(rel)
 	p := c.abs(rel)
 	os.Remove(p)
 	os.Remove(p + metaSuffix)
+	c.metas.drop(rel)
 }
 
 // storeBytes writes data as the file for rel with metadata e.

@@ -303,7 +303,9 @@ func deadline(d time.Duration) time.Time {
 func (lc *loopConn) handOff() bool {
 	lc.c.SetReadDeadline(time.Time{})
 	buffered, _ := lc.br.Peek(lc.br.Buffered())
-	hc := &handedConn{Conn: lc.c, prefix: bytes.Clone(buffered)}
+	// What the watcher read comes after what the reader holds.
+	hc := &handedConn{Conn: lc.c, prefix: append(bytes.Clone(buffered), lc.src.pending...)}
+	lc.src.pending = nil
 	select {
 	case lc.l.handoff <- hc:
 		return true
@@ -322,7 +324,9 @@ func (lc *loopConn) answer(r *http.Request) bool {
 	gone := lc.watch.disarm()
 	ok := w.finish() == nil
 	w.release()
-	return ok && !gone && !w.closeAfter
+	// A client gone may have half-closed after a pipeline: what it sent is
+	// answered, as net/http answers it, and the reader then sees the end.
+	return ok && !(gone && lc.br.Buffered() == 0) && !w.closeAfter
 }
 
 // readHead parses the request head at the start of the buffer and returns
@@ -348,7 +352,7 @@ func (lc *loopConn) readHead() (*http.Request, int, error) {
 // a byte the watcher read while a request ran.
 type connSource struct {
 	c       net.Conn
-	pending []byte // at most one byte
+	pending []byte // a byte per watch that ended while the reader held the next request
 }
 
 func (s *connSource) Read(p []byte) (int, error) {
@@ -435,7 +439,8 @@ func (wt *watcher) read(done chan struct{}) {
 	defer close(done)
 	n, err := wt.lc.c.Read(wt.one[:])
 	if n == 1 {
-		wt.lc.src.pending = wt.one[:1] // the next request began
+		// The next request began; with requests buffered, behind them.
+		wt.lc.src.pending = append(wt.lc.src.pending, wt.one[0])
 		return
 	}
 	wt.mu.Lock()

@@ -169,8 +169,11 @@ func (w *loopWriter) ReadFrom(src io.Reader) (int64, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
-	if err := w.check(0); err != nil || w.r.Method == http.MethodHead {
+	if err := w.check(0); err != nil {
 		return 0, err
+	}
+	if w.r.Method == http.MethodHead {
+		return io.Copy(struct{ io.Writer }{w}, src) // counted by Write, not sent
 	}
 	rf, ok := w.lc.c.(io.ReaderFrom)
 	if w.open || w.chunked || w.shared != nil || !ok {

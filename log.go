@@ -148,6 +148,8 @@ func (lb *lineBatch) drain(out func([]byte) (int, error), rounds int) {
 		lb.mu.Unlock()
 		out(next) // an error here has no caller left to tell
 		lb.mu.Lock()
+		// The spare is the array batch uses now: next's array, or none.
+		lb.spare = nil
 		if cap(next) <= lineBatchMax {
 			lb.spare = next[:0]
 		}
