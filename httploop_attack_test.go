@@ -5,14 +5,12 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"reflect"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -385,59 +383,4 @@ func TestAttackShortBodyHoldsConnection(t *testing.T) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Error("the connection of a POST with a short body is still open after 5 s")
 	}
-}
-
-// FuzzLoopHeadAsNetHTTP checks every head the loop serves itself against
-// http.ReadRequest on the same bytes: net/http must take it too, find no
-// body and the same head length (no desync), and read the same method,
-// target, Host, Connection and fields. Heads the loop hands over are not
-// its concern. Run longer with -fuzz FuzzLoopHeadAsNetHTTP.
-func FuzzLoopHeadAsNetHTTP(f *testing.F) {
-	for _, s := range []string{
-		"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
-		"GET /a?b HTTP/1.1\r\nHost: x:80\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-		"HEAD /a HTTP/1.1\r\nhost: x\r\nX: a\tb\r\nCookie: a\r\nCookie: b\r\n\r\nGET",
-		"GET /a HTTP/1.1\r\nHost: [::1]:8\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"GET /a HTTP/1.1\r\nHost: a%00b\r\nX: \xff\r\n\r\n",
-		"GET //y/a?#x HTTP/1.1\r\nHost:\t[::1\t\r\nConnection: keep-alive, Close\r\n\r\n",
-		"HEAD /%41 HTTP/1.1\r\nHOST: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
-		"GET /a HTTP/1.1\r\nHost: x\r\nX_Y: v\r\nx-y: w\r\nExpect: \r\n\r\n",
-		"GET /a HTTP/1.1\r\nHost: x\n\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n",
-	} {
-		f.Add([]byte(s))
-	}
-	lc := &loopConn{l: &httpLoop{}, ctx: context.Background()}
-	f.Fuzz(func(t *testing.T, in []byte) {
-		end := headEnd(in)
-		if end < 0 {
-			return
-		}
-		r, err := lc.parseHead(in[:end])
-		if err != nil {
-			return // handed to net/http
-		}
-		br := bufio.NewReader(bytes.NewReader(in))
-		want, err := http.ReadRequest(br)
-		if err != nil {
-			t.Fatalf("loop serves %q, which net/http refuses: %v", in[:end], err)
-		}
-		if n := len(in) - br.Buffered(); want.ContentLength != 0 ||
-			len(want.TransferEncoding) > 0 || n != end {
-			t.Fatalf("%q: net/http reads a body of %d %v after a head of %d bytes, "+
-				"loop none after %d", in[:end], want.ContentLength, want.TransferEncoding, n, end)
-		}
-		if want.Method != r.Method || want.RequestURI != r.RequestURI || want.Host != r.Host ||
-			want.URL.String() != r.URL.String() || want.Close != r.Close {
-			t.Fatalf("%q: loop reads %s %q Host %q close %v, net/http %s %q Host %q close %v",
-				in[:end], r.Method, r.RequestURI, r.Host, r.Close,
-				want.Method, want.RequestURI, want.Host, want.Close)
-		}
-		got := r.Header.Clone()
-		if v := got["Content-Length"]; len(v) > 1 {
-			got["Content-Length"] = v[:1] // net/http folds equal duplicates
-		}
-		if !reflect.DeepEqual(got, want.Header) {
-			t.Fatalf("%q: loop reads fields %q, net/http %q", in[:end], got, want.Header)
-		}
-	})
 }

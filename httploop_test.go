@@ -1030,6 +1030,12 @@ func FuzzLoopHead(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\n",
 		"GET /a;b,c?x=%zz HTTP/1.1\r\nHost:t\r\nX:\r\nX-Y_z: \t1\t\r\n\r\n",
 		"HEAD / HTTP/1.1\r\nHost: a_b:\r\nConnection: keep-alive, Close\r\nPragma: no\r\n\r\n",
+		"HEAD /a HTTP/1.1\r\nhost: x\r\nX: a\tb\r\nCookie: a\r\nCookie: b\r\n\r\nGET",
+		"GET /a HTTP/1.1\r\nHost: [::1]:8\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"GET //y/a?#x HTTP/1.1\r\nHost:\t[::1\t\r\nConnection: keep-alive, Close\r\n\r\n",
+		"HEAD /%41 HTTP/1.1\r\nHOST: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: x\r\nX_Y: v\r\nx-y: w\r\nExpect: \r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: x\n\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -1047,9 +1053,17 @@ func diffHead(t *testing.T, ref *pipeServer, in []byte) bool {
 		return false // net/http's to judge
 	}
 	head := in[:n]
-	want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
+	// Read from all of in, net/http must end the head where the loop does
+	// and see no body: else the two would part on the next request.
+	br := bufio.NewReader(bytes.NewReader(in))
+	want, err := http.ReadRequest(br)
 	if err != nil {
 		t.Fatalf("loop took %q; http.ReadRequest: %v", head, err)
+	}
+	if read := len(in) - br.Buffered(); read != n || want.ContentLength != 0 ||
+		len(want.TransferEncoding) > 0 {
+		t.Fatalf("%q: net/http reads a head of %d bytes and a body of %d %v; the loop %d and none",
+			head, read, want.ContentLength, want.TransferEncoding, n)
 	}
 	delete(want.Header, "Host") // net/http's server keeps it in Host only
 	compareRequests(t, head, seenOf(got), seenOf(want))
