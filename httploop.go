@@ -348,8 +348,8 @@ func (lc *loopConn) readHead() (*http.Request, int, error) {
 	}
 }
 
-// connSource is what the connection's reader reads: the connection, after
-// a byte the watcher read while a request ran.
+// connSource is what the connection's reader reads: the bytes the watcher
+// read while requests ran, then the connection.
 type connSource struct {
 	c       net.Conn
 	pending []byte // a byte per watch that ended while the reader held the next request
