@@ -8,18 +8,24 @@ import (
 	"time"
 )
 
-// BenchmarkHandlerHit measures the handler alone serving cache hits: a
-// source and a variant, with the access log discarded.
-func BenchmarkHandlerHit(b *testing.B) {
+// hitBenchKatana returns a Katana whose origin has /p.jpg, a 640x480 JPEG
+// fresh for an hour; done closes both.
+func hitBenchKatana(b *testing.B) (k *testKatana, done func()) {
 	t := &testing.T{}
 	o := newTestOrigin(t)
-	defer o.Close()
 	o.put("/p.jpg", testJPEG(t, 640, 480), "Cache-Control", "max-age=3600")
-	k := newKatanaTOML(t, defaultConfigTOML, func(c *Config) {
+	k = newKatanaTOML(t, defaultConfigTOML, func(c *Config) {
 		c.CacheDir = b.TempDir()
 		c.Origins["default"] = map[string]*ClusterConfig{"t": {IPs: []string{o.node()}}}
 	})
-	defer k.Close()
+	return k, func() { k.Close(); o.Close() }
+}
+
+// BenchmarkHandlerHit measures the handler alone serving cache hits: a
+// source and a variant, with the access log discarded.
+func BenchmarkHandlerHit(b *testing.B) {
+	k, done := hitBenchKatana(b)
+	defer done()
 	for _, p := range []string{"/p.jpg", "/p.jpg/resize-300x-q80.jpeg"} {
 		b.Run(p, func(b *testing.B) {
 			req := httptest.NewRequest(http.MethodGet, p, nil)
@@ -41,15 +47,8 @@ func BenchmarkHandlerHit(b *testing.B) {
 // handler, over a connection that costs nothing: what is left is Katana's
 // own work per request, without the system calls.
 func BenchmarkLoopHit(b *testing.B) {
-	t := &testing.T{}
-	o := newTestOrigin(t)
-	defer o.Close()
-	o.put("/p.jpg", testJPEG(t, 640, 480), "Cache-Control", "max-age=3600")
-	k := newKatanaTOML(t, defaultConfigTOML, func(c *Config) {
-		c.CacheDir = b.TempDir()
-		c.Origins["default"] = map[string]*ClusterConfig{"t": {IPs: []string{o.node()}}}
-	})
-	defer k.Close()
+	k, done := hitBenchKatana(b)
+	defer done()
 	path := "/p.jpg/resize-300x-q80.jpeg"
 	k.s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil))
 	req := "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
