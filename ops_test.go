@@ -291,6 +291,13 @@ func TestPurgeRemovesSourceAndVariants(t *testing.T) {
 			t.Errorf("purge of cat.jpg removed %s, a file of cat-2.jpg", keep)
 		}
 	}
+	// The source's directory went with its last file; img holds cat-2's.
+	if _, err := os.Stat(filepath.Join(s.cache.dir, "img", "cat")); !os.IsNotExist(err) {
+		t.Errorf("img/cat after the purge: %v, want it gone", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.cache.dir, "img")); err != nil {
+		t.Errorf("img after the purge: %v, want it kept", err)
+	}
 
 	before := o.count("GET", "/img/cat.jpg")
 	serveOnce(t, s, "GET", "/img/cat.jpg/resize-20x.webp")

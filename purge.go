@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"regexp/syntax"
@@ -69,8 +70,23 @@ func (s *server) purge(target string) (*purgeResult, error) {
 			}
 		}
 	}
+	for _, rel := range res.Removed {
+		s.removeEmptyDirs(path.Dir(rel))
+	}
 	s.log.Info("purged", "path", target, "source", m.sourcePath, "removed", len(res.Removed))
 	return res, nil
+}
+
+// removeEmptyDirs removes dir, a cache path, and its parents while they are
+// empty, up to the cache directory itself (os.Remove keeps a directory
+// that is not empty). A store racing it makes the directory again.
+func (s *server) removeEmptyDirs(dir string) {
+	for dir != "." && dir != "/" && dir != "" {
+		if os.Remove(s.cache.abs(dir)) != nil {
+			return
+		}
+		dir = path.Dir(dir)
+	}
 }
 
 // removeEntry deletes the file at rel and its sidecar and tells the
