@@ -110,8 +110,7 @@ func (e *entry) age(now time.Time) time.Duration {
 // memory and is safe for concurrent use; writers never expose partial files.
 type diskCache struct {
 	dir     string
-	touch   func(path string, size int64)      // records accesses for the cleaner; may be nil
-	touchR  func(rel string, size int64)       // touch by relative path; may be nil
+	touch   func(rel string, size int64)       // records accesses for the cleaner; may be nil
 	acquire func(path string) (release func()) // keeps the cleaner off a file; may be nil
 	metas   metaTable                          // sidecars already read
 }
@@ -420,7 +419,7 @@ func (p *pending) Commit(e *entry) (*entry, error) {
 		return nil, storageError(err)
 	}
 	if p.c.touch != nil {
-		p.c.touch(dst, e.Size)
+		p.c.touch(p.rel, e.Size)
 	}
 	return e, nil
 }
@@ -464,7 +463,7 @@ func (c *diskCache) open(rel string) (f *os.File, release func(), err error) {
 	}
 	if c.touch != nil {
 		if fi, err := f.Stat(); err == nil {
-			c.touch(p, fi.Size())
+			c.touch(rel, fi.Size())
 		}
 	}
 	return f, release, nil
@@ -484,7 +483,7 @@ const touchEvery = int64(time.Second)
 
 // touched records a hit on e served from memory, for the cleaner.
 func (c *diskCache) touched(rel string, e *entry) {
-	if c.touchR == nil {
+	if c.touch == nil {
 		return
 	}
 	if e.touched != nil {
@@ -494,7 +493,7 @@ func (c *diskCache) touched(rel string, e *entry) {
 			return
 		}
 	}
-	c.touchR(rel, e.Size)
+	c.touch(rel, e.Size)
 }
 
 // writeAtomic writes a small file through a temporary file and a rename.

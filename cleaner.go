@@ -219,7 +219,7 @@ func (c *Cleaner) Touch(path string, size int64) {
 }
 
 // TouchRel is Touch for a path relative to the cache directory, with
-// slashes: a hit served from memory has no file path at hand.
+// slashes, as the cache names its entries.
 func (c *Cleaner) TouchRel(rel string, size int64) { c.touchRel(filepath.FromSlash(rel), size) }
 
 func (c *Cleaner) touchRel(rel string, size int64) {

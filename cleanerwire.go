@@ -13,7 +13,7 @@ func startCleaner(ctx context.Context, cfg *Config, s *server, log *slog.Logger)
 	opt := cleanerOptionsFor(cfg, log)
 	opt.Evicted = s.cache.forget
 	c := newCleaner(opt)
-	s.cache.touch, s.cache.touchR = c.Touch, c.TouchRel
+	s.cache.touch = c.TouchRel
 	s.cache.acquire = c.Acquire
 	s.cleaner = c
 	return c.start(ctx)

@@ -28,7 +28,7 @@ func withTrace(r *http.Request) *http.Request {
 	if traceOf(r.Context()) != nil {
 		return r
 	}
-	return r.WithContext(context.WithValue(r.Context(), traceKey{}, &requestTrace{}))
+	return r.WithContext(traceContext(r.Context()))
 }
 
 // traceOf returns the trace of ctx, or nil.
