@@ -67,7 +67,7 @@ func (h *textHandler) WithGroup(name string) slog.Handler {
 var textBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func (h *textHandler) Handle(ctx context.Context, r slog.Record) error {
-	if !h.plain || !plainRecord(r) {
+	if !h.plain {
 		return h.std.Handle(ctx, r)
 	}
 	bp := textBufs.Get().(*[]byte)
@@ -82,25 +82,22 @@ func (h *textHandler) Handle(ctx context.Context, r slog.Record) error {
 	b = append(b, " msg="...)
 	b = appendTextString(b, r.Message)
 	b = append(b, h.pre...)
-	r.Attrs(func(a slog.Attr) bool {
-		b = appendTextAttr(b, a)
-		return true
-	})
-	b = append(b, '\n')
-	_, err := h.w.Write(b)
-	*bp = b
-	textBufs.Put(bp)
-	return err
-}
-
-// plainRecord reports whether every attribute of r is plain.
-func plainRecord(r slog.Record) bool {
 	plain := true
 	r.Attrs(func(a slog.Attr) bool {
-		plain = plainAttr(a)
+		if plain = plainAttr(a); plain {
+			b = appendTextAttr(b, a)
+		}
 		return plain
 	})
-	return plain
+	var err error
+	if plain {
+		_, err = h.w.Write(append(b, '\n'))
+	} else {
+		err = h.std.Handle(ctx, r) // the line made so far is dropped
+	}
+	*bp = b[:0]
+	textBufs.Put(bp)
+	return err
 }
 
 // plainAttr reports whether a is one that appendTextAttr formats: a key and

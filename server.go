@@ -568,6 +568,10 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		return
 	}
 
+	if res.rel != "" && e.body != nil && e.Status == http.StatusOK && plainGet(r, h) {
+		s.serveHeld(w, r, res, modtime, &fv)
+		return
+	}
 	body, err := s.body(res)
 	if err != nil {
 		// The file went away between lookup and open (the cleaner); the next
@@ -580,21 +584,25 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request, res *result, star
 		writeBody(w, r, e.Status, body)
 		return
 	}
-	if res.e.body != nil && plainGet(r, h) {
-		// What ServeContent writes for a request without preconditions
-		// or ranges, without its checks: the bytes are in memory.
-		if !modtime.IsZero() && !modtime.Equal(time.Unix(0, 0)) {
-			h["Last-Modified"] = fv.one(e.lastModifiedText())
-		}
-		h["Accept-Ranges"] = fv.one("bytes")
-		h["Content-Length"] = fv.one(strconv.Itoa(len(res.e.body)))
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			writeShared(w, res.e.body)
-		}
-		return
-	}
 	http.ServeContent(contentWriter{w}, r, "", modtime, body)
+}
+
+// serveHeld answers a request without preconditions or ranges with a body
+// the cache holds in memory: what ServeContent would write, without its
+// checks and without a reader over the bytes.
+func (s *server) serveHeld(w http.ResponseWriter, r *http.Request, res *result,
+	modtime time.Time, fv *fieldValues) {
+	e, h := res.e, w.Header()
+	s.cache.touched(res.rel, e)
+	if !modtime.IsZero() && !modtime.Equal(time.Unix(0, 0)) {
+		h["Last-Modified"] = fv.one(e.lastModifiedText())
+	}
+	h["Accept-Ranges"] = fv.one("bytes")
+	h["Content-Length"] = fv.one(strconv.Itoa(len(e.body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		writeShared(w, e.body)
+	}
 }
 
 // contentWriter is w for ServeContent, which drops Cache-Control, ETag and
@@ -630,28 +638,36 @@ func plainGet(r *http.Request, h http.Header) bool {
 	return !encoded
 }
 
-// httpTimes holds the last times httpTime formatted, by second: the Date
-// and the Expires of the answers of one second take a slot each.
-var httpTimes [8]atomic.Pointer[cachedText]
+// textCache keeps strings made from numbers, a few at a time, for answers
+// that make the same ones over and over. The zero value is ready; it is
+// safe for concurrent use.
+type textCache [8]atomic.Pointer[cachedText]
 
-// cachedText is a string made from a number, kept for reuse.
 type cachedText struct {
 	key  int64
 	text string
 }
 
+// get returns the text for key, made by mk when it is not kept.
+func (c *textCache) get(key int64, mk func(int64) string) string {
+	slot := &c[key&7]
+	if t := slot.Load(); t != nil && t.key == key {
+		return t.text
+	}
+	t := &cachedText{key: key, text: mk(key)}
+	slot.Store(t)
+	return t.text
+}
+
+// httpTimes are recent times in the HTTP date format, by second: the Date
+// and the Expires of the answers of one second take a slot each.
+var httpTimes textCache
+
 // httpTime formats t in the HTTP date format. Answers in the same second
 // with the same freshness share one formatting.
-func httpTime(t time.Time) string {
-	sec := t.Unix()
-	slot := &httpTimes[sec&7]
-	if f := slot.Load(); f != nil && f.key == sec {
-		return f.text
-	}
-	f := &cachedText{key: sec, text: t.UTC().Format(http.TimeFormat)}
-	slot.Store(f)
-	return f.text
-}
+func httpTime(t time.Time) string { return httpTimes.get(t.Unix(), formatHTTPSecond) }
+
+func formatHTTPSecond(sec int64) string { return time.Unix(sec, 0).UTC().Format(http.TimeFormat) }
 
 // responseTime formats d as the X-Response-Time value, in milliseconds.
 func responseTime(d time.Duration) string {
@@ -761,19 +777,13 @@ func (fv *fieldValues) one(v string) []string {
 	return (*fv)[n-1 : n : n] // a full slice: an append elsewhere copies
 }
 
-// maxAges holds recent Cache-Control values by their number of seconds.
-var maxAges [8]atomic.Pointer[cachedText]
+// maxAges are recent Cache-Control values, by their number of seconds.
+var maxAges textCache
 
 // maxAge returns "max-age=sec", made once for the lifetimes in use.
-func maxAge(sec int64) string {
-	slot := &maxAges[sec&7]
-	if f := slot.Load(); f != nil && f.key == sec {
-		return f.text
-	}
-	f := &cachedText{key: sec, text: "max-age=" + strconv.FormatInt(sec, 10)}
-	slot.Store(f)
-	return f.text
-}
+func maxAge(sec int64) string { return maxAges.get(sec, formatMaxAge) }
+
+func formatMaxAge(sec int64) string { return "max-age=" + strconv.FormatInt(sec, 10) }
 
 // notModified evaluates If-None-Match (weak comparison, lists and "*"), and
 // If-Modified-Since only when If-None-Match is absent (RFC 9110 13.2.2).
