@@ -36,11 +36,11 @@ type loopWriter struct {
 	err        error  // first write error; later writes fail with it
 }
 
+// reset readies w for the answer to r; release emptied it after the last.
 func (w *loopWriter) reset(r *http.Request) {
 	if w.header == nil {
 		w.header = make(http.Header, 16)
 	}
-	clear(w.header)
 	*w = loopWriter{lc: w.lc, r: r, header: w.header,
 		out: w.out[:0], body: w.body[:0], declared: -1, closeAfter: r.Close}
 }
@@ -106,11 +106,10 @@ func (w *loopWriter) Write(p []byte) (int, error) {
 	if err := w.check(len(p)); err != nil {
 		return 0, err
 	}
-	if w.r.Method == http.MethodHead {
-		w.written += int64(len(p)) // counted, as net/http counts it, and not sent
-		return len(p), nil
-	}
 	w.written += int64(len(p))
+	if w.r.Method == http.MethodHead {
+		return len(p), nil // counted, as net/http counts it, and not sent
+	}
 	if w.open {
 		w.body = append(w.body, p...)
 		if len(w.body) >= loopFlushAt {
@@ -172,32 +171,38 @@ func (w *loopWriter) ReadFrom(src io.Reader) (int64, error) {
 	if err := w.check(0); err != nil {
 		return 0, err
 	}
-	if w.r.Method == http.MethodHead {
-		return io.Copy(struct{ io.Writer }{w}, src) // counted by Write, not sent
-	}
 	rf, ok := w.lc.c.(io.ReaderFrom)
-	if w.open || w.chunked || w.shared != nil || !ok {
-		return io.Copy(struct{ io.Writer }{w}, src)
+	if w.r.Method == http.MethodHead || w.open || w.chunked || w.shared != nil || !ok {
+		return io.Copy(struct{ io.Writer }{w}, src) // through Write (HEAD: counted, not sent)
 	}
 	if isFile(src) {
-		if w.flush(); w.err != nil {
-			return 0, w.err
-		}
-		// No more than the declared length, in the one-level shape
-		// sendfile recognises.
-		lr, ok := src.(*io.LimitedReader)
-		if !ok {
-			lr = &io.LimitedReader{R: src, N: math.MaxInt64}
-		}
-		capped := &io.LimitedReader{R: lr.R, N: min(lr.N, w.declared-w.written)}
-		n, err := rf.ReadFrom(capped)
-		lr.N -= n
-		w.written += n
-		if err != nil {
-			w.err = err
-		}
-		return n, err
+		return w.sendFile(rf, src)
 	}
+	return w.readIn(src)
+}
+
+// sendFile flushes the head and sends src, a file, by sendfile: no more
+// than the declared length, in the one-level shape sendfile recognises.
+func (w *loopWriter) sendFile(rf io.ReaderFrom, src io.Reader) (int64, error) {
+	if w.flush(); w.err != nil {
+		return 0, w.err
+	}
+	lr, ok := src.(*io.LimitedReader)
+	if !ok {
+		lr = &io.LimitedReader{R: src, N: math.MaxInt64}
+	}
+	capped := &io.LimitedReader{R: lr.R, N: min(lr.N, w.declared-w.written)}
+	n, err := rf.ReadFrom(capped)
+	lr.N -= n
+	w.written += n
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// readIn reads src straight into the answer's buffer, flushing as it fills.
+func (w *loopWriter) readIn(src io.Reader) (int64, error) {
 	var total int64
 	for {
 		if cap(w.out)-len(w.out) < 4<<10 {
